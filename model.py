@@ -1,0 +1,387 @@
+"""SPYL: a sequential VAE whose static and dynamic codes are disentangled by
+sampling views from its own latent space and predicting them back.
+
+Naiman, Berman, Azencot, "Sample and Predict Your Latent: Modality-free
+Sequential Disentanglement via Contrastive Estimation", ICML 2023.
+
+A sequence x_1..x_T is encoded into one static code s (B x s_dim) and one
+dynamic code d_t per step (B x T x d_dim). Nothing in the method is specific to
+images: the per-step encoder and decoder are swappable parts (`FRAME_NETS`),
+the conv pair for 64x64 video frames being one choice and an MLP pair for
+vector-valued steps (audio features, time series) another.
+"""
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from utils import SPYLError, atomic_torch_save, load_checkpoint
+
+CHECKPOINT_FORMAT = "spyl-model"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class SPYLConfig:
+    """Architecture and loss settings; defaults are the paper's Sprites values."""
+    # what a sequence looks like
+    frames: int = 8
+    channels: int = 3
+    image_size: int = 64
+    frame_net: str = "conv"      # "conv": C x H x W frames; "mlp": x_dim vectors
+    x_dim: int = 0               # features per step, for frame_net "mlp"
+    conv_width: int = 64         # channels of the first conv layer; doubles per layer
+    # latent sizes
+    s_dim: int = 256
+    d_dim: int = 32
+    g_dim: int = 128             # per-frame feature fed to the bi-LSTM
+    hidden: int = 256
+    # loss weights
+    w_recon: float = 10.0
+    w_kl_s: float = 5.0
+    w_kl_d: float = 1.0
+    w_mi: float = 1.0
+    w_con_s: float = 1.0
+    w_con_d: float = 1.0
+    # contrastive estimation
+    tau: float = 0.5
+    n_negatives: int = 256
+    bank_factor: int = 4         # the negative bank holds bank_factor x batch sequences
+    negative_mode: str = "soft"  # soft: largest KL; semi: middle; hard: smallest
+    dataset_size: int = 9000     # N in the minibatch-weighted MI estimate
+    dsvae: bool = False          # True: contrastive and MI terms off (the DSVAE baseline)
+    logvar_limit: float = 10.0   # |log-variance| bound, so exp() never overflows
+
+    def __post_init__(self):
+        if self.frame_net not in FRAME_NETS:
+            raise SPYLError(f"unknown frame_net {self.frame_net!r}; choose one of {sorted(FRAME_NETS)}")
+        if self.negative_mode not in ("soft", "semi", "hard"):
+            raise SPYLError(f"unknown negative_mode {self.negative_mode!r}; choose soft, semi or hard")
+        if self.frame_net == "conv" and (self.image_size < 8 or self.image_size & (self.image_size - 1)):
+            raise SPYLError(f"image_size must be a power of two >= 8 for the conv frame net, got {self.image_size}")
+        if self.frame_net == "mlp" and self.x_dim <= 0:
+            raise SPYLError("frame_net 'mlp' needs x_dim > 0 (features per step)")
+
+    @property
+    def step_shape(self):
+        """Shape of one step of a sequence: C x H x W for images, (x_dim,) for vectors."""
+        if self.frame_net == "conv":
+            return (self.channels, self.image_size, self.image_size)
+        return (self.x_dim,)
+
+    @classmethod
+    def from_dict(cls, d):
+        """Build a config from a dict, refusing keys this version does not know."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise SPYLError(f"config has fields this version does not know: {unknown}; update the code or the checkpoint")
+        return cls(**d)
+
+
+# --------------------------------------------------------------------------
+# Per-step encoder and decoder pairs. Each maps (N, *step_shape) <-> (N, dim).
+
+class ConvFrameEncoder(nn.Module):
+    """DCGAN conv stack: C x H x W -> g_dim, halving the size per layer down to 4x4."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        layers, c_in = [], cfg.channels
+        for i in range(int(math.log2(cfg.image_size)) - 2):
+            c_out = cfg.conv_width * 2 ** i
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2)]
+            c_in = c_out
+        layers += [nn.Conv2d(c_in, cfg.g_dim, 4, 1, 0, bias=False), nn.BatchNorm2d(cfg.g_dim), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x).flatten(1)  # N x g_dim
+
+
+class ConvFrameDecoder(nn.Module):
+    """Mirror of the encoder: in_dim -> C x H x W in [0, 1]."""
+
+    def __init__(self, cfg, in_dim):
+        super().__init__()
+        n = int(math.log2(cfg.image_size)) - 2
+        widths = [cfg.conv_width * 2 ** i for i in reversed(range(n))]
+        layers = [nn.ConvTranspose2d(in_dim, widths[0], 4, 1, 0, bias=False), nn.BatchNorm2d(widths[0]), nn.LeakyReLU(0.2)]
+        for c_in, c_out in zip(widths, widths[1:]):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2)]
+        layers += [nn.ConvTranspose2d(widths[-1], cfg.channels, 4, 2, 1), nn.Sigmoid()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z):
+        return self.net(z[:, :, None, None])  # N x C x H x W
+
+
+class MLPFrameEncoder(nn.Module):
+    """Two-layer MLP for vector-valued steps: x_dim -> g_dim."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(cfg.x_dim, cfg.hidden), nn.LeakyReLU(0.2), nn.Linear(cfg.hidden, cfg.g_dim), nn.Tanh())
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class MLPFrameDecoder(nn.Module):
+    """Two-layer MLP back to x_dim; linear output, since features are unbounded."""
+
+    def __init__(self, cfg, in_dim):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, cfg.hidden), nn.LeakyReLU(0.2), nn.Linear(cfg.hidden, cfg.x_dim))
+
+    def forward(self, z):
+        return self.net(z)
+
+
+FRAME_NETS = {"conv": (ConvFrameEncoder, ConvFrameDecoder), "mlp": (MLPFrameEncoder, MLPFrameDecoder)}
+
+
+# --------------------------------------------------------------------------
+# Gaussian helpers. All take means and log-variances of diagonal Gaussians.
+
+def reparameterize(mean, logvar):
+    """A sample of N(mean, exp(logvar)) that gradients flow through."""
+    return mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
+
+
+def kl_standard_normal(mean, logvar):
+    """Elementwise KL(N(mean, var) || N(0, 1))."""
+    return -0.5 * (1 + logvar - mean.pow(2) - logvar.exp())
+
+
+def kl_normal(mean_q, logvar_q, mean_p, logvar_p):
+    """Elementwise KL(N(mean_q, var_q) || N(mean_p, var_p))."""
+    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mean_q - mean_p).pow(2)) / logvar_p.exp() - 1)
+
+
+def kl_matrix(mean_a, logvar_a, mean_b, logvar_b):
+    """KL(q_a_i || q_b_j) summed over dimensions for every pair: A x D, B x D -> A x B.
+
+    Expanded into matrix products so a 128 x 512 bank ranking never builds an
+    A x B x D tensor.
+    """
+    inv_var_b = torch.exp(-logvar_b)                                             # B x D
+    quad = (mean_a.pow(2) + logvar_a.exp()) @ inv_var_b.T - 2 * mean_a @ (mean_b * inv_var_b).T
+    quad = quad + (mean_b.pow(2) * inv_var_b).sum(1)                             # A x B
+    return 0.5 * (quad + logvar_b.sum(1) - logvar_a.sum(1, keepdim=True) - mean_a.shape[1])
+
+
+def log_density(z, mean, logvar):
+    """Elementwise log N(z; mean, exp(logvar))."""
+    return -0.5 * (math.log(2 * math.pi) + logvar + (z - mean).pow(2) * torch.exp(-logvar))
+
+
+def mutual_information(s, s_mean, s_logvar, d, d_mean, d_logvar, dataset_size):
+    """Minibatch-weighted-sampling estimate of I(s; d_t), clamped at zero and averaged.
+
+    For each step t and sample i: log q(s_i, d_ti) - log q(s_i) - log q(d_ti), where
+    each log q(.) = logsumexp_j log q(. | x_j) - log(B * N).
+    s: B x s_dim, d: B x T x d_dim, with their posterior means and log-variances.
+    """
+    B = s.shape[0]
+    log_bn = math.log(B * dataset_size)
+    # log q(s_i | x_j): B x B, summed over dimensions
+    logq_s_ij = log_density(s[:, None], s_mean[None], s_logvar[None]).sum(-1)
+    # log q(d_ti | x_j): T x B x B
+    d, d_mean, d_logvar = d.transpose(0, 1), d_mean.transpose(0, 1), d_logvar.transpose(0, 1)
+    logq_d_ij = log_density(d[:, :, None], d_mean[:, None], d_logvar[:, None]).sum(-1)
+    logq_s = torch.logsumexp(logq_s_ij, dim=1) - log_bn              # B
+    logq_d = torch.logsumexp(logq_d_ij, dim=2) - log_bn              # T x B
+    logq_sd = torch.logsumexp(logq_s_ij[None] + logq_d_ij, dim=2) - log_bn
+    return F.relu(logq_sd - logq_s - logq_d).mean()
+
+
+def info_nce(anchor, positive, negatives, tau):
+    """InfoNCE with cosine similarity: anchor, positive B x D; negatives B x K x D."""
+    a, p, n = (F.normalize(v, dim=-1) for v in (anchor, positive, negatives))
+    logits = torch.cat([(a * p).sum(-1, keepdim=True), torch.einsum("bd,bkd->bk", a, n)], dim=1) / tau
+    return F.cross_entropy(logits, torch.zeros(a.shape[0], dtype=torch.long, device=a.device))
+
+
+def select_negatives(mean_a, logvar_a, bank_mean, bank_logvar, n, mode):
+    """Indices (A x n) into the bank, ranked per anchor by KL(q_anchor || q_bank).
+
+    soft takes the n largest KLs, hard the n smallest, semi the n around the median.
+    """
+    kl = kl_matrix(mean_a.float(), logvar_a.float(), bank_mean.float(), bank_logvar.float())
+    m = kl.shape[1]
+    n = min(n, m)
+    if mode == "soft":
+        return kl.topk(n, dim=1).indices
+    if mode == "hard":
+        return kl.topk(n, dim=1, largest=False).indices
+    start = (m - n) // 2
+    return kl.argsort(dim=1, descending=True)[:, start:start + n]
+
+
+# --------------------------------------------------------------------------
+
+class SPYL(nn.Module):
+    """The SPYL sequential VAE. `forward(x, contrastive)` returns every loss term."""
+
+    def __init__(self, config=None, frame_encoder=None, frame_decoder=None):
+        """Build from a config; pass frame_encoder/frame_decoder to swap the per-step nets."""
+        super().__init__()
+        cfg = self.config = config or SPYLConfig()
+        enc_cls, dec_cls = FRAME_NETS[cfg.frame_net]
+        self.frame_encoder = frame_encoder or enc_cls(cfg)
+        self.frame_decoder = frame_decoder or dec_cls(cfg, cfg.s_dim + cfg.d_dim)
+        H = cfg.hidden
+        # posteriors q(s | x) and q(d_t | x)
+        self.bilstm = nn.LSTM(cfg.g_dim, H, batch_first=True, bidirectional=True)
+        self.s_mean = nn.Linear(2 * H, cfg.s_dim)
+        self.s_logvar = nn.Linear(2 * H, cfg.s_dim)
+        self.d_rnn = nn.RNN(2 * H, H, batch_first=True)
+        self.d_mean = nn.Linear(H, cfg.d_dim)
+        self.d_logvar = nn.Linear(H, cfg.d_dim)
+        # learned prior p(d_t | d_<t): a two-layer LSTM chain started from d_0 = 0
+        self.prior_lstm = nn.LSTM(cfg.d_dim, H, num_layers=2, batch_first=True)
+        self.prior_mean = nn.Linear(H, cfg.d_dim)
+        self.prior_logvar = nn.Linear(H, cfg.d_dim)
+
+    @property
+    def device(self):
+        return next(self.parameters()).device
+
+    def _bound(self, logvar):
+        # A soft bound keeps gradients alive while exp() stays finite in bf16 and fp32.
+        lim = self.config.logvar_limit
+        return lim * torch.tanh(logvar / lim)
+
+    # ---- posteriors, prior, decoder -------------------------------------
+
+    def encode(self, x):
+        """x: B x T x *step_shape -> (s_mean, s_logvar) B x s_dim, (d_mean, d_logvar) B x T x d_dim."""
+        B, T = x.shape[:2]
+        g = self.frame_encoder(x.flatten(0, 1)).view(B, T, -1)      # B x T x g_dim
+        h, _ = self.bilstm(g)                                        # B x T x 2H
+        H = self.config.hidden
+        h_s = torch.cat([h[:, -1, :H], h[:, 0, H:]], dim=1)         # B x 2H: last forward, first backward
+        h_d, _ = self.d_rnn(h)                                       # B x T x H
+        return (self.s_mean(h_s), self._bound(self.s_logvar(h_s)),
+                self.d_mean(h_d), self._bound(self.d_logvar(h_d)))
+
+    def decode(self, s, d):
+        """s: B x s_dim, d: B x T x d_dim -> x: B x T x *step_shape."""
+        B, T = d.shape[:2]
+        z = torch.cat([d, s[:, None].expand(B, T, s.shape[1])], dim=2)  # B x T x (d_dim + s_dim)
+        return self.frame_decoder(z.flatten(0, 1)).view(B, T, *self.config.step_shape)
+
+    def prior(self, d):
+        """Teacher-forced prior: p(d_t | d_<t) for a given d (B x T x d_dim) -> means, log-variances."""
+        d_prev = F.pad(d[:, :-1], (0, 0, 1, 0))                      # B x T x d_dim, d_0 = 0
+        h, _ = self.prior_lstm(d_prev)
+        return self.prior_mean(h), self._bound(self.prior_logvar(h))
+
+    def sample_prior(self, n, T):
+        """Run the prior chain, each step fed a sample of the last: means, log-variances n x T x d_dim."""
+        d_t = torch.zeros(n, 1, self.config.d_dim, device=self.device)
+        state, means, logvars = None, [], []
+        for _ in range(T):
+            h, state = self.prior_lstm(d_t, state)
+            mean, logvar = self.prior_mean(h), self._bound(self.prior_logvar(h))
+            d_t = reparameterize(mean, logvar)
+            means.append(mean)
+            logvars.append(logvar)
+        return torch.cat(means, 1), torch.cat(logvars, 1)
+
+    def sample_static(self, n):
+        """n x s_dim from p(s) = N(0, I)."""
+        return torch.randn(n, self.config.s_dim, device=self.device)
+
+    def sample_dynamics(self, n, T=None):
+        """n x T x d_dim: the per-step means of a prior chain whose steps are sampled."""
+        return self.sample_prior(n, T or self.config.frames)[0]
+
+    def swap(self, x_a, x_b):
+        """(appearance of a with motion of b, appearance of b with motion of a), from posterior means."""
+        s_a, _, d_a, _ = self.encode(x_a)
+        s_b, _, d_b, _ = self.encode(x_b)
+        return self.decode(s_a, d_b), self.decode(s_b, d_a)
+
+    # ---- losses -----------------------------------------------------------
+
+    def _negative_bank(self, n, T):
+        """Sample n sequences from the priors, decode, encode again: static and time-averaged
+        dynamic posterior means and log-variances, each n x dim, with no autograd graph."""
+        with torch.no_grad():
+            x = self.decode(self.sample_static(n), self.sample_dynamics(n, T))
+            s_mean, s_logvar, d_mean, d_logvar = self.encode(x)
+        return s_mean, s_logvar, d_mean.mean(1), d_logvar.mean(1)
+
+    def forward(self, x, contrastive=True):
+        """Every loss term of a batch x (B x T x *step_shape) and their weighted total, as a dict.
+
+        contrastive=False skips the sample-and-predict terms (the warm-up epochs);
+        config.dsvae turns them and the MI penalty off for good.
+        """
+        cfg = self.config
+        B, T = x.shape[:2]
+        s_mean, s_logvar, d_mean, d_logvar = self.encode(x)
+        s, d = reparameterize(s_mean, s_logvar), reparameterize(d_mean, d_logvar)
+        x_hat = self.decode(s, d)
+        p_mean, p_logvar = self.prior(d)
+        s_mean, s_logvar, d_mean, d_logvar, s, d, p_mean, p_logvar = (
+            t.float() for t in (s_mean, s_logvar, d_mean, d_logvar, s, d, p_mean, p_logvar))
+        terms = {
+            "recon": (x_hat.float() - x).pow(2).sum() / B,
+            "kl_s": kl_standard_normal(s_mean, s_logvar).sum() / B,
+            "kl_d": kl_normal(d_mean, d_logvar, p_mean, p_logvar).sum() / B,
+        }
+        total = cfg.w_recon * terms["recon"] + cfg.w_kl_s * terms["kl_s"] + cfg.w_kl_d * terms["kl_d"]
+        if not cfg.dsvae:
+            terms["mi"] = mutual_information(s, s_mean, s_logvar, d, d_mean, d_logvar, cfg.dataset_size)
+            total = total + cfg.w_mi * terms["mi"]
+        if contrastive and not cfg.dsvae:
+            bank_s_mean, bank_s_logvar, bank_d_mean, bank_d_logvar = self._negative_bank(cfg.bank_factor * B, T)
+            # static view: keep s, draw the motion from the prior; its re-encoded s is the positive
+            s_pos = self.encode(self.decode(s_mean, self.sample_dynamics(B, T)))[0].float()
+            # dynamic view: keep d, draw a new appearance; its re-encoded d is the positive
+            d_pos = self.encode(self.decode(self.sample_static(B), d_mean))[2].float().mean(1)
+            d_anchor, d_anchor_logvar = d_mean.mean(1), d_logvar.mean(1)
+            idx_s = select_negatives(s_mean.detach(), s_logvar.detach(), bank_s_mean, bank_s_logvar, cfg.n_negatives, cfg.negative_mode)
+            idx_d = select_negatives(d_anchor.detach(), d_anchor_logvar.detach(), bank_d_mean, bank_d_logvar, cfg.n_negatives, cfg.negative_mode)
+            terms["nce_s"] = info_nce(s_mean, s_pos, bank_s_mean.float()[idx_s], cfg.tau)   # negatives B x K x s_dim
+            terms["nce_d"] = info_nce(d_anchor, d_pos, bank_d_mean.float()[idx_d], cfg.tau)  # B x K x d_dim
+            total = total + cfg.w_con_s * terms["nce_s"] + cfg.w_con_d * terms["nce_d"]
+        terms["loss"] = total
+        return terms
+
+    # ---- checkpoints ------------------------------------------------------
+
+    def checkpoint(self):
+        """The dict `save` writes: format tag, version, config and weights (tensors only)."""
+        state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
+        return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": asdict(self.config), "model": state}
+
+    def save(self, path):
+        """Write the weights and config to path atomically (a crash never leaves half a file)."""
+        atomic_torch_save(self.checkpoint(), path)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt, path="checkpoint"):
+        """Rebuild a model from a checkpoint dict written by `save` or by train.py."""
+        if not isinstance(ckpt, dict) or ckpt.get("format") not in (CHECKPOINT_FORMAT, "spyl-train"):
+            raise SPYLError(f"{path} is not a SPYL checkpoint (no SPYL format tag); pass a file written by train.py or SPYL.save")
+        if ckpt.get("version") != CHECKPOINT_VERSION:
+            raise SPYLError(f"{path} has checkpoint format version {ckpt.get('version')}, this code reads version {CHECKPOINT_VERSION}")
+        model = cls(SPYLConfig.from_dict(ckpt["config"]))
+        try:
+            model.load_state_dict(ckpt["model"])
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[1:2] or [str(e)]
+            raise SPYLError(f"{path} does not match its stored config ({first[0].strip()}); the file is damaged or was edited") from None
+        return model
+
+    @classmethod
+    def load(cls, path, map_location=None):
+        """Load a model saved by `save` (or a train.py checkpoint), in eval mode."""
+        model = cls.from_checkpoint(load_checkpoint(path, map_location="cpu"), path)
+        return model.to(map_location or "cpu").eval()

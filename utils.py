@@ -1,0 +1,197 @@
+"""Small shared helpers: errors, safe file writes, checkpoint loading, devices, images."""
+import hashlib
+import io
+import os
+import pickle
+import random
+import shutil
+import sys
+import tempfile
+import zipfile
+
+import numpy as np
+import torch
+
+
+class SPYLError(Exception):
+    """A problem the user can fix; scripts print it as one line and exit non-zero."""
+
+
+def run_main(main):
+    """Call main(); turn an SPYLError into one line on stderr and exit status 2."""
+    try:
+        main()
+    except SPYLError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+# ---- files ------------------------------------------------------------------
+
+def atomic_write(path, write_fn, mode="wb"):
+    """Write a file through write_fn(f) into a temporary sibling, then rename it into place.
+
+    Readers see the old file or the complete new one, never half of either; on
+    any failure the temporary file is removed and the error says which path.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix="-" + os.path.basename(path))
+    except OSError as e:
+        raise SPYLError(f"cannot write to {folder}: {e.strerror}; choose a writable folder") from None
+    try:
+        with os.fdopen(fd, mode) as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        _remove_quietly(tmp)
+        raise SPYLError(f"could not write {path}: {e.strerror} (is the disk full or the folder read-only?)") from None
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+def _remove_quietly(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def atomic_torch_save(obj, path):
+    """torch.save made atomic (see atomic_write)."""
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def check_writable(folder, need_bytes=0):
+    """Fail early, with one line, if folder cannot be created or written or lacks need_bytes free."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise SPYLError(f"output folder {folder} is not writable ({e.strerror}); pass another folder") from None
+    free = shutil.disk_usage(folder).free
+    if free < need_bytes:
+        raise SPYLError(f"only {free / 2**20:.0f} MiB free in {folder}, need about {need_bytes / 2**20:.0f} MiB; free some space or pass another folder")
+
+
+def sha256_file(path, chunk=1 << 20):
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """torch.load restricted to tensors and plain containers (weights_only=True).
+
+    A pickled object file could run arbitrary code when loaded, so it is refused;
+    missing, truncated and foreign files get one clear line each.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise SPYLError(f"checkpoint {path} does not exist; train one with `python train.py --out {path}` or pass --weights")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            raise SPYLError(f"{path} holds pickled Python objects, not only tensors; refusing to load it because unpickling can run code. "
+                            "Save a state dict (model.save) instead") from None
+        raise SPYLError(f"{path} is truncated or corrupt ({str(e).splitlines()[0]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        raise SPYLError(f"{path} is truncated, corrupt or not a PyTorch file ({type(e).__name__}); re-download or re-train it") from None
+
+
+# ---- devices and randomness ---------------------------------------------------
+
+def pick_device(name="auto"):
+    """'auto' -> cuda, then mps, then cpu; otherwise the named device, checked to exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SPYLError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SPYLError(f"device {name!r} asked for but CUDA is not available here; use --device auto or cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise SPYLError(f"device {name!r} asked for but Apple MPS is not available here; use --device auto or cpu")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise SPYLError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def seed_everything(seed):
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state():
+    """The torch and NumPy RNG states as tensors and plain types (loadable with weights_only).
+
+    Python's own `random` is not used by training, so it is not stored."""
+    state = {"torch": torch.get_rng_state(), "numpy": _numpy_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _numpy_state():
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)}
+
+
+def set_rng_state(state):
+    """Restore what rng_state returned."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---- images -------------------------------------------------------------------
+
+def to_uint8_image(x):
+    """Tensor or array C x H x W (or H x W x C) in [0, 1] -> H x W x C uint8."""
+    a = x.detach().float().cpu().numpy() if torch.is_tensor(x) else np.asarray(x, dtype=np.float32)
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
+        a = a.transpose(1, 2, 0)
+    return (np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def sequence_grid(rows, pad=2):
+    """rows: list of sequences (T x C x H x W in [0, 1]) -> one H x W x 3 uint8 image, a row each."""
+    rows = [[to_uint8_image(f) for f in seq] for seq in rows]
+    h, w = rows[0][0].shape[:2]
+    T = max(len(r) for r in rows)
+    grid = np.full((len(rows) * (h + pad) + pad, T * (w + pad) + pad, 3), 255, np.uint8)
+    for i, seq in enumerate(rows):
+        for t, frame in enumerate(seq):
+            y, x = pad + i * (h + pad), pad + t * (w + pad)
+            grid[y:y + h, x:x + w] = frame[..., :3] if frame.shape[-1] >= 3 else frame
+    return grid
+
+
+def save_png(array, path, scale=1):
+    """Write an H x W x 3 uint8 array as a PNG (nearest-neighbour upscaled), atomically."""
+    from PIL import Image
+    img = Image.fromarray(array)
+    if scale != 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
