@@ -1,0 +1,297 @@
+"""Train SPYL. Reads top to bottom: config, data, model, loop, evaluation, checkpoint.
+
+    python train.py                      # the paper's settings on Sprites
+    python train.py --preset cpu         # sized for a 2-core machine (about an hour)
+    python train.py --resume             # continue the run in --run-dir exactly
+    torchrun --nproc_per_node=N train.py # DistributedDataParallel, same flags
+
+Every field of SPYLConfig and TrainConfig is a flag (s_dim -> --s-dim).
+"""
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from dataloader import batch_indices, load_dataset, prefetch
+from model import CHECKPOINT_VERSION, SPYL, SPYLConfig
+from utils import (SPYLError, atomic_torch_save, atomic_write, check_writable, load_checkpoint, pick_device,
+                   rng_state, run_main, save_png, seed_everything, sequence_grid, set_rng_state)
+
+
+@dataclass
+class TrainConfig:
+    """How to train; defaults are the paper's (Adam 2e-3, batch 128, 50 warm-up epochs)."""
+    dataset: str = "auto"        # auto (Sprites, else the built-in set, loudly), sprites, builtin
+    sheets: str = ""             # folder of the sprite-sheet parts, or of the pre-built sprites_*.npy
+    data_dir: str = "data"       # where the composed Sprites are cached
+    chars: int = 0               # use only this many characters of the built-in set (0: all 1296)
+    epochs: int = 1000
+    batch_size: int = 128
+    lr: float = 2e-3
+    warmup_epochs: int = 50      # epochs before the contrastive terms switch on
+    seed: int = 0
+    device: str = "auto"         # auto, cpu, cuda, cuda:N, mps
+    precision: str = "auto"      # auto (bf16 autocast on CUDA and on CPUs with bf16 units), bf16, fp32
+    channels_last: bool = True   # channels-last convolutions
+    compile: bool = False        # torch.compile the model
+    run_dir: str = "runs/spyl"   # checkpoint, logs, curves and sample PNGs go here
+    save_every: int = 1          # epochs between checkpoints
+    resume: bool = False         # continue the run in run_dir from its checkpoint
+    out: str = ""                # also write the final model here (e.g. weights/model.pth)
+    val_size: int = 512          # test sequences used for the validation loss
+    eval_every: int = 10         # epochs between swap evaluations (when a judge exists)
+    log_every: int = 20          # steps between progress-bar updates and finiteness checks
+
+
+PRESETS = {
+    "paper": {},
+    # Half the conv widths, batch 32, a smaller negative bank and a short warm-up: real learning
+    # on 2 CPU cores in about an hour (the contrastive epochs cost about 3x a warm-up epoch).
+    "cpu": {"conv_width": 32, "batch_size": 32, "bank_factor": 2, "n_negatives": 32, "epochs": 12, "warmup_epochs": 8, "eval_every": 2},
+    # Seconds per epoch on any machine, for smoke tests.
+    "tiny": {"dataset": "builtin", "chars": 48, "conv_width": 8, "g_dim": 16, "hidden": 32, "s_dim": 16, "d_dim": 8,
+             "batch_size": 16, "n_negatives": 16, "epochs": 2, "warmup_epochs": 1, "val_size": 32, "log_every": 5},
+}
+# Fields a resumed run may change; anything else must match the checkpoint.
+RESUMABLE = {"epochs", "device", "out", "save_every", "eval_every", "log_every", "resume", "sheets", "data_dir"}
+
+
+def parse_args(argv=None):
+    """(SPYLConfig, TrainConfig) from --preset and one flag per config field."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--preset", default="paper", help=f"a whole set of defaults: {', '.join(PRESETS)}")
+    for cls in (SPYLConfig, TrainConfig):
+        group = p.add_argument_group(cls.__name__)
+        for f in fields(cls):
+            flag = "--" + f.name.replace("_", "-")
+            if f.type is bool or f.type == "bool":
+                group.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=f"default {f.default}")
+            else:
+                group.add_argument(flag, type=type(f.default), default=argparse.SUPPRESS, help=f"default {f.default}")
+    args = vars(p.parse_args(argv))
+    preset = args.pop("preset")
+    if preset not in PRESETS:
+        raise SPYLError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    values = {**PRESETS[preset], **args}
+    split = lambda cls: {k: v for k, v in values.items() if k in {f.name for f in fields(cls)}}
+    return SPYLConfig(**split(SPYLConfig)), TrainConfig(**split(TrainConfig)), set(args)
+
+
+def resolve_precision(name, device):
+    """The autocast dtype for a precision name, or None for plain fp32."""
+    if name == "fp32":
+        return None
+    if name == "bf16":
+        return torch.bfloat16
+    if name != "auto":
+        raise SPYLError(f"unknown precision {name!r}; use auto, bf16 or fp32")
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    if device.type == "cpu":  # worth it only with bf16 units (AMX or AVX512-BF16)
+        return torch.bfloat16 if torch.backends.mkldnn.is_available() and _cpu_has_bf16() else None
+    return None
+
+
+def _cpu_has_bf16():
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+        return "amx_bf16" in flags or "avx512_bf16" in flags
+    except OSError:
+        return False
+
+
+class Stop:
+    """First Ctrl-C: finish the step, save, exit. Second: exit at once."""
+
+    def __init__(self):
+        self.requested = False
+        signal.signal(signal.SIGINT, self.handler)
+
+    def handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ninterrupt: saving a checkpoint after this step (Ctrl-C again to quit at once)", file=sys.stderr)
+
+
+def plot_curves(log, path):
+    """PNG of every logged loss term (train) and the validation loss against epoch."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    keys = [k for k in log[-1]["train"] if k != "loss"]
+    fig, axes = plt.subplots(1, len(keys) + 1, figsize=(3 * (len(keys) + 1), 2.8))
+    epochs = [r["epoch"] for r in log]
+    axes[0].plot(epochs, [r["train"]["loss"] for r in log], label="train")
+    axes[0].plot(epochs, [r["val_loss"] for r in log], label="val")
+    axes[0].set_title("loss"), axes[0].legend()
+    for ax, k in zip(axes[1:], keys):
+        ax.plot(epochs, [r["train"].get(k, np.nan) for r in log])
+        ax.set_title(k)
+    for ax in axes:
+        ax.set_xlabel("epoch")
+    fig.tight_layout()
+    import io
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
+
+
+def main(argv=None):
+    # ---- config --------------------------------------------------------------
+    mcfg, tcfg, given = parse_args(argv)
+    ckpt_path = os.path.join(tcfg.run_dir, "checkpoint.pt")
+    ckpt = None
+    if tcfg.resume:
+        ckpt = load_checkpoint(ckpt_path)
+        if ckpt.get("format") != "spyl-train":
+            raise SPYLError(f"{ckpt_path} is not a train.py checkpoint; cannot resume from it")
+        if ckpt.get("version") != CHECKPOINT_VERSION:
+            raise SPYLError(f"{ckpt_path} has format version {ckpt.get('version')}, this code resumes version {CHECKPOINT_VERSION}")
+        stored = {**ckpt["config"], **ckpt["train_config"]}
+        asked = {**asdict(mcfg), **asdict(tcfg)}
+        clash = sorted(k for k in given if k not in RESUMABLE and k in stored and stored[k] != asked[k])
+        if clash:
+            raise SPYLError(f"--resume continues the stored run, but these flags differ from it: {clash}; drop them or start a new --run-dir")
+        mcfg = SPYLConfig.from_dict(ckpt["config"])
+        tcfg = TrainConfig(**{**ckpt["train_config"], **{k: asked[k] for k in given if k in RESUMABLE}})
+    elif os.path.exists(ckpt_path):
+        raise SPYLError(f"{tcfg.run_dir} already holds a run; pass --resume to continue it or --run-dir to start a new one")
+
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    device = pick_device(tcfg.device)
+    if distributed:
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    else:
+        rank, world = 0, 1
+    main_process = rank == 0
+    amp_dtype = resolve_precision(tcfg.precision, device)
+    seed_everything(tcfg.seed + rank)
+
+    # ---- data ----------------------------------------------------------------
+    train, test = load_dataset(tcfg.dataset, tcfg.data_dir, tcfg.sheets or None, tcfg.chars or None)
+    if tcfg.batch_size > len(train):
+        raise SPYLError(f"batch size {tcfg.batch_size} is larger than the training set ({len(train)} sequences); lower --batch-size")
+    if ckpt is None:
+        mcfg.dataset_size = len(train)
+    val_x = test.batch(np.arange(min(tcfg.val_size, len(test))), device)
+
+    # ---- model -----------------------------------------------------------------
+    model = SPYL(mcfg).to(device)
+    if tcfg.channels_last and mcfg.frame_net == "conv":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr, betas=(0.9, 0.999))
+    start_epoch, start_step, log = 0, 0, []
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start_epoch, start_step, log = ckpt["epoch"], ckpt["step"], json.loads(ckpt["log"])
+        set_rng_state(ckpt["rng"])
+    step_fn = torch.compile(model) if tcfg.compile else model
+    if distributed:
+        step_fn = torch.nn.parallel.DistributedDataParallel(step_fn, device_ids=[device.index] if device.type == "cuda" else None)
+    if main_process:
+        check_writable(tcfg.run_dir, need_bytes=3 * 4 * sum(p.numel() for p in model.parameters()) + (64 << 20))
+        n_params = sum(p.numel() for p in model.parameters())
+        print(f"SPYL{' (DSVAE baseline)' if mcfg.dsvae else ''}: {n_params / 1e6:.2f}M parameters | data {train.name}: "
+              f"{len(train)} train / {len(test)} test | {device}{f' x{world}' if distributed else ''} | "
+              f"{'bf16 autocast' if amp_dtype else 'fp32'} | run folder {tcfg.run_dir}", file=sys.stderr)
+
+    def save_checkpoint(epoch, step, sums):
+        atomic_torch_save({"format": "spyl-train", "version": CHECKPOINT_VERSION, "config": asdict(mcfg),
+                           "train_config": asdict(tcfg), "data": train.name,
+                           "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                           "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step, "sums": sums,
+                           "rng": rng_state(), "log": json.dumps(log)}, ckpt_path)
+
+    # ---- loop ------------------------------------------------------------------
+    stop = Stop() if main_process and not distributed else None
+    for epoch in range(start_epoch, tcfg.epochs):
+        contrastive = epoch >= tcfg.warmup_epochs and not mcfg.dsvae
+        batches = batch_indices(len(train), tcfg.batch_size * world, tcfg.seed, epoch)
+        batches = [b[rank::world] for b in batches]
+        first = start_step if epoch == start_epoch else 0
+        sums = ckpt["sums"] if (ckpt is not None and epoch == start_epoch and first) else None
+        model.train()
+        t0 = time.time()
+        bar = tqdm(total=len(batches), initial=first, desc=f"epoch {epoch + 1}/{tcfg.epochs}", disable=not main_process,
+                   leave=False, dynamic_ncols=True, file=sys.stderr)
+        window = []
+        for step, x in enumerate(prefetch(train, batches[first:], device), start=first):
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                terms = step_fn(x, contrastive=contrastive)
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+            window.append(torch.stack([v.detach() for v in terms.values()]))
+            if len(window) == tcfg.log_every or step == len(batches) - 1:
+                stacked = torch.stack(window).float().cpu()          # steps x terms: one sync per window
+                bad = ~torch.isfinite(stacked)
+                if bad.any():
+                    i, j = bad.nonzero()[0].tolist()
+                    raise SPYLError(f"loss term {list(terms)[j]} became {stacked[i, j].item()} at epoch {epoch + 1}, step {step - len(window) + 2 + i}; "
+                                    f"the last good checkpoint in {tcfg.run_dir} is kept (resume with --resume, or lower --lr)")
+                total = stacked.sum(0).double()
+                sums = {k: (sums or {}).get(k, 0.0) + total[j].item() for j, k in enumerate(terms)}
+                bar.update(len(window))
+                bar.set_postfix({k: f"{v:.4g}" for k, v in zip(terms, stacked[-1].tolist())})
+                window = []
+                if stop is not None and stop.requested and step < len(batches) - 1:
+                    save_checkpoint(epoch, step + 1, sums)
+                    bar.close()
+                    print(f"stopped: checkpoint at epoch {epoch + 1}, step {step + 1} in {ckpt_path}; continue with --resume", file=sys.stderr)
+                    sys.exit(130)
+        bar.close()
+        if distributed:
+            dist.barrier()
+        seconds = time.time() - t0
+
+        # ---- evaluation ------------------------------------------------------------
+        model.eval()
+        with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            chunks = val_x.split(tcfg.batch_size)  # batch-sized, so the negative bank stays batch-sized too
+            val_loss = sum(model(c, contrastive=contrastive)["loss"].item() * len(c) for c in chunks) / len(val_x)
+            recon = model.decode(*model.encode(val_x[:4])[::2])
+        n_steps = len(batches) - (start_step if epoch == start_epoch else 0)
+        record = {"epoch": epoch + 1, "train": {k: v / len(batches) for k, v in sums.items()}, "val_loss": val_loss,
+                  "seconds": round(seconds, 2), "seq_per_s": round(n_steps * tcfg.batch_size * world / seconds, 1)}
+        log.append(record)
+
+        # ---- checkpoint -------------------------------------------------------------
+        if main_process:
+            terms_txt = " ".join(f"{k} {v:.4g}" for k, v in record["train"].items())
+            print(f"epoch {epoch + 1}/{tcfg.epochs} | {terms_txt} | val {val_loss:.4g} | {seconds:.1f}s ({record['seq_per_s']} seq/s)", file=sys.stderr)
+            atomic_write(os.path.join(tcfg.run_dir, "log.jsonl"), lambda f: f.write("".join(json.dumps(r) + "\n" for r in log)), mode="w")
+            plot_curves(log, os.path.join(tcfg.run_dir, "curves.png"))
+            rows = [r for pair in zip(val_x[:4], recon) for r in pair]  # original, reconstruction, ...
+            save_png(sequence_grid(rows), os.path.join(tcfg.run_dir, "recon.png"), scale=2)
+            if (epoch + 1) % tcfg.save_every == 0 or epoch + 1 == tcfg.epochs:
+                save_checkpoint(epoch + 1, 0, None)
+        if distributed:
+            dist.barrier()
+        start_step = 0
+
+    if main_process and tcfg.out:
+        model.save(tcfg.out)
+        print(f"model written to {tcfg.out}", file=sys.stderr)
+    if distributed:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    run_main(main)
