@@ -115,7 +115,10 @@ class Stop:
 
     def __init__(self):
         self.requested = False
-        signal.signal(signal.SIGINT, self.handler)
+        self.previous = signal.signal(signal.SIGINT, self.handler)
+
+    def close(self):
+        signal.signal(signal.SIGINT, self.previous)
 
     def handler(self, signum, frame):
         if self.requested:
@@ -221,70 +224,74 @@ def main(argv=None):
 
     # ---- loop ------------------------------------------------------------------
     stop = Stop() if main_process and not distributed else None
-    for epoch in range(start_epoch, tcfg.epochs):
-        contrastive = epoch >= tcfg.warmup_epochs and not mcfg.dsvae
-        batches = batch_indices(len(train), tcfg.batch_size * world, tcfg.seed, epoch)
-        batches = [b[rank::world] for b in batches]
-        first = start_step if epoch == start_epoch else 0
-        sums = ckpt["sums"] if (ckpt is not None and epoch == start_epoch and first) else None
-        model.train()
-        t0 = time.time()
-        bar = tqdm(total=len(batches), initial=first, desc=f"epoch {epoch + 1}/{tcfg.epochs}", disable=not main_process,
-                   leave=False, dynamic_ncols=True, file=sys.stderr)
-        window = []
-        for step, x in enumerate(prefetch(train, batches[first:], device), start=first):
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                terms = step_fn(x, contrastive=contrastive)
-            optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            optimizer.step()
-            window.append(torch.stack([v.detach() for v in terms.values()]))
-            if len(window) == tcfg.log_every or step == len(batches) - 1:
-                stacked = torch.stack(window).float().cpu()          # steps x terms: one sync per window
-                bad = ~torch.isfinite(stacked)
-                if bad.any():
-                    i, j = bad.nonzero()[0].tolist()
-                    raise SPYLError(f"loss term {list(terms)[j]} became {stacked[i, j].item()} at epoch {epoch + 1}, step {step - len(window) + 2 + i}; "
-                                    f"the last good checkpoint in {tcfg.run_dir} is kept (resume with --resume, or lower --lr)")
-                total = stacked.sum(0).double()
-                sums = {k: (sums or {}).get(k, 0.0) + total[j].item() for j, k in enumerate(terms)}
-                bar.update(len(window))
-                bar.set_postfix({k: f"{v:.4g}" for k, v in zip(terms, stacked[-1].tolist())})
-                window = []
-                if stop is not None and stop.requested and step < len(batches) - 1:
-                    save_checkpoint(epoch, step + 1, sums)
-                    bar.close()
-                    print(f"stopped: checkpoint at epoch {epoch + 1}, step {step + 1} in {ckpt_path}; continue with --resume", file=sys.stderr)
-                    sys.exit(130)
-        bar.close()
-        if distributed:
-            dist.barrier()
-        seconds = time.time() - t0
+    try:
+        for epoch in range(start_epoch, tcfg.epochs):
+            contrastive = epoch >= tcfg.warmup_epochs and not mcfg.dsvae
+            batches = batch_indices(len(train), tcfg.batch_size * world, tcfg.seed, epoch)
+            batches = [b[rank::world] for b in batches]
+            first = start_step if epoch == start_epoch else 0
+            sums = ckpt["sums"] if (ckpt is not None and epoch == start_epoch and first) else None
+            model.train()
+            t0 = time.time()
+            bar = tqdm(total=len(batches), initial=first, desc=f"epoch {epoch + 1}/{tcfg.epochs}", disable=not main_process,
+                       leave=False, dynamic_ncols=True, file=sys.stderr)
+            window = []
+            for step, x in enumerate(prefetch(train, batches[first:], device), start=first):
+                with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                    terms = step_fn(x, contrastive=contrastive)
+                optimizer.zero_grad(set_to_none=True)
+                terms["loss"].backward()
+                optimizer.step()
+                window.append(torch.stack([v.detach() for v in terms.values()]))
+                if len(window) == tcfg.log_every or step == len(batches) - 1:
+                    stacked = torch.stack(window).float().cpu()          # steps x terms: one sync per window
+                    bad = ~torch.isfinite(stacked)
+                    if bad.any():
+                        i, j = bad.nonzero()[0].tolist()
+                        raise SPYLError(f"loss term {list(terms)[j]} became {stacked[i, j].item()} at epoch {epoch + 1}, step {step - len(window) + 2 + i}; "
+                                        f"the last good checkpoint in {tcfg.run_dir} is kept (resume with --resume, or lower --lr)")
+                    total = stacked.sum(0).double()
+                    sums = {k: (sums or {}).get(k, 0.0) + total[j].item() for j, k in enumerate(terms)}
+                    bar.update(len(window))
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in zip(terms, stacked[-1].tolist())})
+                    window = []
+                    if stop is not None and stop.requested and step < len(batches) - 1:
+                        save_checkpoint(epoch, step + 1, sums)
+                        bar.close()
+                        print(f"stopped: checkpoint at epoch {epoch + 1}, step {step + 1} in {ckpt_path}; continue with --resume", file=sys.stderr)
+                        sys.exit(130)
+            bar.close()
+            if distributed:
+                dist.barrier()
+            seconds = time.time() - t0
 
-        # ---- evaluation ------------------------------------------------------------
-        model.eval()
-        with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            chunks = val_x.split(tcfg.batch_size)  # batch-sized, so the negative bank stays batch-sized too
-            val_loss = sum(model(c, contrastive=contrastive)["loss"].item() * len(c) for c in chunks) / len(val_x)
-            recon = model.decode(*model.encode(val_x[:4])[::2])
-        n_steps = len(batches) - (start_step if epoch == start_epoch else 0)
-        record = {"epoch": epoch + 1, "train": {k: v / len(batches) for k, v in sums.items()}, "val_loss": val_loss,
-                  "seconds": round(seconds, 2), "seq_per_s": round(n_steps * tcfg.batch_size * world / seconds, 1)}
-        log.append(record)
+            # ---- evaluation ------------------------------------------------------------
+            model.eval()
+            with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                chunks = val_x.split(tcfg.batch_size)  # batch-sized, so the negative bank stays batch-sized too
+                val_loss = sum(model(c, contrastive=contrastive)["loss"].item() * len(c) for c in chunks) / len(val_x)
+                recon = model.decode(*model.encode(val_x[:4])[::2])
+            n_steps = len(batches) - (start_step if epoch == start_epoch else 0)
+            record = {"epoch": epoch + 1, "train": {k: v / len(batches) for k, v in sums.items()}, "val_loss": val_loss,
+                      "seconds": round(seconds, 2), "seq_per_s": round(n_steps * tcfg.batch_size * world / seconds, 1)}
+            log.append(record)
 
-        # ---- checkpoint -------------------------------------------------------------
-        if main_process:
-            terms_txt = " ".join(f"{k} {v:.4g}" for k, v in record["train"].items())
-            print(f"epoch {epoch + 1}/{tcfg.epochs} | {terms_txt} | val {val_loss:.4g} | {seconds:.1f}s ({record['seq_per_s']} seq/s)", file=sys.stderr)
-            atomic_write(os.path.join(tcfg.run_dir, "log.jsonl"), lambda f: f.write("".join(json.dumps(r) + "\n" for r in log)), mode="w")
-            plot_curves(log, os.path.join(tcfg.run_dir, "curves.png"))
-            rows = [r for pair in zip(val_x[:4], recon) for r in pair]  # original, reconstruction, ...
-            save_png(sequence_grid(rows), os.path.join(tcfg.run_dir, "recon.png"), scale=2)
-            if (epoch + 1) % tcfg.save_every == 0 or epoch + 1 == tcfg.epochs:
-                save_checkpoint(epoch + 1, 0, None)
-        if distributed:
-            dist.barrier()
-        start_step = 0
+            # ---- checkpoint -------------------------------------------------------------
+            if main_process:
+                terms_txt = " ".join(f"{k} {v:.4g}" for k, v in record["train"].items())
+                print(f"epoch {epoch + 1}/{tcfg.epochs} | {terms_txt} | val {val_loss:.4g} | {seconds:.1f}s ({record['seq_per_s']} seq/s)", file=sys.stderr)
+                atomic_write(os.path.join(tcfg.run_dir, "log.jsonl"), lambda f: f.write("".join(json.dumps(r) + "\n" for r in log)), mode="w")
+                plot_curves(log, os.path.join(tcfg.run_dir, "curves.png"))
+                rows = [r for pair in zip(val_x[:4], recon) for r in pair]  # original, reconstruction, ...
+                save_png(sequence_grid(rows), os.path.join(tcfg.run_dir, "recon.png"), scale=2)
+                if (epoch + 1) % tcfg.save_every == 0 or epoch + 1 == tcfg.epochs:
+                    save_checkpoint(epoch + 1, 0, None)
+            if distributed:
+                dist.barrier()
+            start_step = 0
+    finally:
+        if stop is not None:
+            stop.close()
 
     if main_process and tcfg.out:
         model.save(tcfg.out)

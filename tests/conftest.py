@@ -1,0 +1,28 @@
+"""Shared fixtures: a tiny model config and a small built-in data set."""
+import os
+
+import pytest
+import torch
+
+from dataloader import load_builtin
+from model import SPYLConfig
+
+SHEETS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "lpc-sprites")
+needs_sheets = pytest.mark.skipif(not os.path.isdir(SHEETS), reason="../shared/lpc-sprites not present")
+
+
+def tiny_config(**kw):
+    """A config small enough that a step takes milliseconds."""
+    base = dict(conv_width=4, g_dim=8, hidden=16, s_dim=6, d_dim=4, n_negatives=8, dataset_size=100)
+    return SPYLConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="session")
+def builtin_small():
+    """(train, test) of the built-in set with 24 characters."""
+    return load_builtin(chars=24)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

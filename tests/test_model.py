@@ -1,0 +1,161 @@
+"""The model: shapes, loss terms, the maths against references, checkpoints."""
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+from torch.distributions import Normal, kl_divergence
+
+from conftest import tiny_config
+from model import (SPYL, SPYLConfig, info_nce, kl_matrix, kl_normal, kl_standard_normal, log_density,
+                   mutual_information, select_negatives)
+from utils import SPYLError
+
+B, T = 5, 8
+
+
+def test_public_methods_shapes():
+    cfg = tiny_config()
+    m = SPYL(cfg).eval()
+    x = torch.rand(B, T, 3, 64, 64)
+    s_mean, s_logvar, d_mean, d_logvar = m.encode(x)
+    assert s_mean.shape == s_logvar.shape == (B, cfg.s_dim)
+    assert d_mean.shape == d_logvar.shape == (B, T, cfg.d_dim)
+    y = m.decode(s_mean, d_mean)
+    assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
+    assert m.sample_static(3).shape == (3, cfg.s_dim)
+    assert m.sample_dynamics(3, 6).shape == (3, 6, cfg.d_dim)
+    ab, ba = m.swap(x[:2], x[2:4])
+    assert ab.shape == ba.shape == (2, T, 3, 64, 64)
+
+
+def test_swap_keeps_appearance_code_of_a_and_motion_code_of_b():
+    m = SPYL(tiny_config()).eval()
+    xa, xb = torch.rand(2, T, 3, 64, 64), torch.rand(2, T, 3, 64, 64)
+    sa, _, _, _ = m.encode(xa)
+    _, _, db, _ = m.encode(xb)
+    assert torch.allclose(m.swap(xa, xb)[0], m.decode(sa, db))
+
+
+def test_loss_terms_finite_and_signed():
+    m = SPYL(tiny_config())
+    terms = m(torch.rand(B, T, 3, 64, 64), contrastive=True)
+    assert set(terms) == {"recon", "kl_s", "kl_d", "mi", "nce_s", "nce_d", "loss"}
+    for k, v in terms.items():
+        assert v.dim() == 0 and torch.isfinite(v), k
+    for k in ("recon", "kl_s", "kl_d", "mi"):
+        assert terms[k] >= 0, k
+    # InfoNCE over 1 + K candidates is positive and, at random init, near ln(1 + K)
+    assert 0 < terms["nce_s"] < 3 * math.log(1 + 8)
+
+
+def test_dsvae_baseline_and_warmup_drop_the_right_terms():
+    x = torch.rand(B, T, 3, 64, 64)
+    assert set(SPYL(tiny_config())(x, contrastive=False)) == {"recon", "kl_s", "kl_d", "mi", "loss"}
+    assert set(SPYL(tiny_config(dsvae=True))(x, contrastive=True)) == {"recon", "kl_s", "kl_d", "loss"}
+
+
+def test_total_is_the_weighted_sum():
+    cfg = tiny_config(w_recon=2.0, w_kl_s=3.0, w_kl_d=0.5, w_mi=1.5, w_con_s=0.7, w_con_d=0.3)
+    t = SPYL(cfg)(torch.rand(B, T, 3, 64, 64), contrastive=True)
+    want = 2 * t["recon"] + 3 * t["kl_s"] + 0.5 * t["kl_d"] + 1.5 * t["mi"] + 0.7 * t["nce_s"] + 0.3 * t["nce_d"]
+    assert torch.allclose(t["loss"], want, rtol=1e-5)
+
+
+def test_kls_match_torch_distributions():
+    mq, lq, mp, lp = torch.randn(4, 7), torch.randn(4, 7), torch.randn(4, 7), torch.randn(4, 7)
+    q, p = Normal(mq, (0.5 * lq).exp()), Normal(mp, (0.5 * lp).exp())
+    assert torch.allclose(kl_normal(mq, lq, mp, lp), kl_divergence(q, p), atol=1e-5)
+    assert torch.allclose(kl_standard_normal(mq, lq), kl_divergence(q, Normal(0.0, 1.0)), atol=1e-5)
+    assert torch.allclose(log_density(mp, mq, lq), q.log_prob(mp), atol=1e-5)
+
+
+def test_kl_matrix_matches_pairwise():
+    ma, la, mb, lb = torch.randn(3, 5), torch.randn(3, 5), torch.randn(6, 5), torch.randn(6, 5)
+    pairwise = kl_normal(ma[:, None], la[:, None], mb[None], lb[None]).sum(-1)
+    assert torch.allclose(kl_matrix(ma, la, mb, lb), pairwise, atol=1e-4)
+
+
+def test_info_nce_hand_computed():
+    # anchor (1, 0); positive at 0 degrees, negatives at 90 and 180 degrees; tau = 0.5
+    a, p = torch.tensor([[1.0, 0.0]]), torch.tensor([[2.0, 0.0]])
+    n = torch.tensor([[[0.0, 3.0], [-1.0, 0.0]]])
+    want = -math.log(math.exp(2) / (math.exp(2) + math.exp(0) + math.exp(-2)))
+    assert info_nce(a, p, n, 0.5).item() == pytest.approx(want, rel=1e-6)
+
+
+def test_negatives_are_ranked_by_kl():
+    anchor_mean, anchor_logvar = torch.zeros(1, 2), torch.zeros(1, 2)
+    bank_mean = torch.tensor([[0.0, 0.0], [3.0, 0.0], [1.0, 0.0], [5.0, 0.0], [2.0, 0.0], [4.0, 0.0]])
+    bank_logvar = torch.zeros(6, 2)  # KL grows with the distance: ranks 3 > 5 > 1 > 4 > 2 > 0
+    assert sorted(select_negatives(anchor_mean, anchor_logvar, bank_mean, bank_logvar, 2, "soft")[0].tolist()) == [3, 5]
+    assert sorted(select_negatives(anchor_mean, anchor_logvar, bank_mean, bank_logvar, 2, "hard")[0].tolist()) == [0, 2]
+    assert sorted(select_negatives(anchor_mean, anchor_logvar, bank_mean, bank_logvar, 2, "semi")[0].tolist()) == [1, 4]
+
+
+def test_mutual_information_matches_a_loop():
+    torch.manual_seed(1)
+    Bm, Tm, N = 4, 3, 50
+    s_mean, s_logvar = torch.randn(Bm, 3), torch.randn(Bm, 3) * 0.3
+    d_mean, d_logvar = torch.randn(Bm, Tm, 2), torch.randn(Bm, Tm, 2) * 0.3
+    s, d = s_mean + 0.1 * torch.randn_like(s_mean), d_mean + 0.1 * torch.randn_like(d_mean)
+    log_bn = math.log(Bm * N)
+    vals = []
+    for t in range(Tm):
+        for i in range(Bm):
+            ls = torch.stack([Normal(s_mean[j], (0.5 * s_logvar[j]).exp()).log_prob(s[i]).sum() for j in range(Bm)])
+            ld = torch.stack([Normal(d_mean[j, t], (0.5 * d_logvar[j, t]).exp()).log_prob(d[i, t]).sum() for j in range(Bm)])
+            mi = (torch.logsumexp(ls + ld, 0) - log_bn) - (torch.logsumexp(ls, 0) - log_bn) - (torch.logsumexp(ld, 0) - log_bn)
+            vals.append(mi.clamp(min=0))
+    want = torch.stack(vals).mean()
+    got = mutual_information(s, s_mean, s_logvar, d, d_mean, d_logvar, N)
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_logvar_is_bounded():
+    m = SPYL(tiny_config(logvar_limit=3.0)).eval()
+    with torch.no_grad():
+        m.s_logvar.bias.fill_(1e4)
+        m.d_logvar.bias.fill_(-1e4)
+    _, s_logvar, _, d_logvar = m.encode(torch.rand(2, T, 3, 64, 64))
+    assert s_logvar.max() <= 3.0 and d_logvar.min() >= -3.0
+    assert torch.isfinite(m(torch.rand(2, T, 3, 64, 64))["loss"])
+
+
+def test_mlp_frame_net_for_vector_sequences():
+    cfg = tiny_config(frame_net="mlp", x_dim=13, frames=20)
+    m = SPYL(cfg)
+    x = torch.randn(B, 20, 13)
+    assert m.decode(*m.encode(x)[::2]).shape == x.shape
+    terms = m(x)
+    terms["loss"].backward()
+    assert all(p.grad is not None for p in m.parameters())
+
+
+def test_custom_frame_nets_are_used():
+    cfg = tiny_config(frame_net="mlp", x_dim=6)
+    enc, dec = nn.Sequential(nn.Linear(6, cfg.g_dim)), nn.Sequential(nn.Linear(cfg.s_dim + cfg.d_dim, 6))
+    m = SPYL(cfg, frame_encoder=enc, frame_decoder=dec)
+    assert m.frame_encoder is enc and m.frame_decoder is dec
+    assert m(torch.randn(3, 4, 6))["loss"].isfinite()
+
+
+def test_bad_config_values():
+    for kw in ({"frame_net": "rnn"}, {"negative_mode": "medium"}, {"image_size": 48}, {"frame_net": "mlp"}):
+        with pytest.raises(SPYLError):
+            SPYLConfig(**kw)
+
+
+def test_few_steps_lower_the_loss(builtin_small):
+    train, _ = builtin_small
+    m = SPYL(tiny_config(conv_width=8, dataset_size=len(train)))
+    opt = torch.optim.Adam(m.parameters(), lr=2e-3)
+    x = train.batch(torch.arange(16).numpy())
+    losses = []
+    for _ in range(25):
+        loss = m(x, contrastive=True)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
