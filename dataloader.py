@@ -88,7 +88,7 @@ class SequenceData:
         to copy); the permute leaves them channels-last in memory, which is what
         fast convolutions want.
         """
-        x = torch.from_numpy(self.x[np.sort(idx)] if isinstance(idx, np.ndarray) else self.x[idx])
+        x = torch.from_numpy(self.x[idx])
         x = x.to(device, non_blocking=True).permute(0, 1, 4, 2, 3)  # B x T x C x H x W
         return x.float().div_(255)
 

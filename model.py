@@ -356,14 +356,14 @@ class SPYL(nn.Module):
 
     # ---- checkpoints ------------------------------------------------------
 
-    def checkpoint(self):
-        """The dict `save` writes: format tag, version, config and weights (tensors only)."""
+    def checkpoint(self, data="sprites"):
+        """The dict `save` writes: format tag, version, config, the data set's name, weights."""
         state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
-        return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": asdict(self.config), "model": state}
+        return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": asdict(self.config), "data": data, "model": state}
 
-    def save(self, path):
-        """Write the weights and config to path atomically (a crash never leaves half a file)."""
-        atomic_torch_save(self.checkpoint(), path)
+    def save(self, path, data="sprites"):
+        """Write weights, config and the name of the data set trained on to path, atomically."""
+        atomic_torch_save(self.checkpoint(data), path)
 
     @classmethod
     def from_checkpoint(cls, ckpt, path="checkpoint"):

@@ -22,6 +22,8 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from dataloader import batch_indices, load_dataset, prefetch
+from judge import Judge, default_path
+from swaps_experiments import evaluate
 from model import CHECKPOINT_VERSION, SPYL, SPYLConfig
 from utils import (SPYLError, atomic_torch_save, atomic_write, check_writable, load_checkpoint, pick_device,
                    rng_state, run_main, save_png, seed_everything, sequence_grid, set_rng_state)
@@ -48,7 +50,8 @@ class TrainConfig:
     resume: bool = False         # continue the run in run_dir from its checkpoint
     out: str = ""                # also write the final model here (e.g. weights/model.pth)
     val_size: int = 512          # test sequences used for the validation loss
-    eval_every: int = 10         # epochs between swap evaluations (when a judge exists)
+    eval_every: int = 10         # epochs between swap evaluations (0: never)
+    judge: str = ""              # judge for those evaluations (default: weights/ judge of the data set, if present)
     log_every: int = 20          # steps between progress-bar updates and finiteness checks
 
 
@@ -56,13 +59,13 @@ PRESETS = {
     "paper": {},
     # Half the conv widths, batch 32, a smaller negative bank and a short warm-up: real learning
     # on 2 CPU cores in about an hour (the contrastive epochs cost about 3x a warm-up epoch).
-    "cpu": {"conv_width": 32, "batch_size": 32, "bank_factor": 2, "n_negatives": 32, "epochs": 12, "warmup_epochs": 8, "eval_every": 2},
+    "cpu": {"conv_width": 32, "batch_size": 32, "bank_factor": 2, "n_negatives": 32, "epochs": 10, "warmup_epochs": 8, "eval_every": 2},
     # Seconds per epoch on any machine, for smoke tests.
     "tiny": {"dataset": "builtin", "chars": 48, "conv_width": 8, "g_dim": 16, "hidden": 32, "s_dim": 16, "d_dim": 8,
              "batch_size": 16, "n_negatives": 16, "epochs": 2, "warmup_epochs": 1, "val_size": 32, "log_every": 5},
 }
 # Fields a resumed run may change; anything else must match the checkpoint.
-RESUMABLE = {"epochs", "device", "out", "save_every", "eval_every", "log_every", "resume", "sheets", "data_dir"}
+RESUMABLE = {"epochs", "device", "out", "save_every", "eval_every", "judge", "log_every", "resume", "sheets", "data_dir"}
 
 
 def parse_args(argv=None):
@@ -96,16 +99,15 @@ def resolve_precision(name, device):
         raise SPYLError(f"unknown precision {name!r}; use auto, bf16 or fp32")
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    if device.type == "cpu":  # worth it only with bf16 units (AMX or AVX512-BF16)
-        return torch.bfloat16 if torch.backends.mkldnn.is_available() and _cpu_has_bf16() else None
+    if device.type == "cpu":  # measured: without AMX tiles bf16 autocast is slower than fp32 (bench.py)
+        return torch.bfloat16 if _cpu_has_amx() else None
     return None
 
 
-def _cpu_has_bf16():
+def _cpu_has_amx():
     try:
         with open("/proc/cpuinfo") as f:
-            flags = f.read()
-        return "amx_bf16" in flags or "avx512_bf16" in flags
+            return "amx_bf16" in f.read()
     except OSError:
         return False
 
@@ -193,6 +195,8 @@ def main(argv=None):
     if ckpt is None:
         mcfg.dataset_size = len(train)
     val_x = test.batch(np.arange(min(tcfg.val_size, len(test))), device)
+    judge_path = tcfg.judge or default_path(train.name)
+    judge = Judge.load(judge_path, train.name, device) if tcfg.eval_every and os.path.isfile(judge_path) else None
 
     # ---- model -----------------------------------------------------------------
     model = SPYL(mcfg).to(device)
@@ -271,15 +275,23 @@ def main(argv=None):
                 chunks = val_x.split(tcfg.batch_size)  # batch-sized, so the negative bank stays batch-sized too
                 val_loss = sum(model(c, contrastive=contrastive)["loss"].item() * len(c) for c in chunks) / len(val_x)
                 recon = model.decode(*model.encode(val_x[:4])[::2])
+            if judge is not None and (epoch + 1) % tcfg.eval_every == 0:
+                state = rng_state()  # the evaluation draws its own samples; training's stream stays as it was
+                scores = evaluate(model, judge, test, device, repeats=1, seed=tcfg.seed, progress=False)
+                set_rng_state(state)
+                swap = {k: round(v["mean"], 4) for k, v in scores.items()}
+            else:
+                swap = None
             n_steps = len(batches) - (start_step if epoch == start_epoch else 0)
             record = {"epoch": epoch + 1, "train": {k: v / len(batches) for k, v in sums.items()}, "val_loss": val_loss,
-                      "seconds": round(seconds, 2), "seq_per_s": round(n_steps * tcfg.batch_size * world / seconds, 1)}
+                      "seconds": round(seconds, 2), "seq_per_s": round(n_steps * tcfg.batch_size * world / seconds, 1), "swap": swap}
             log.append(record)
 
             # ---- checkpoint -------------------------------------------------------------
             if main_process:
                 terms_txt = " ".join(f"{k} {v:.4g}" for k, v in record["train"].items())
-                print(f"epoch {epoch + 1}/{tcfg.epochs} | {terms_txt} | val {val_loss:.4g} | {seconds:.1f}s ({record['seq_per_s']} seq/s)", file=sys.stderr)
+                swap_txt = f" | swap action {swap['action']:.3f} skin {swap['skin']:.3f} pants {swap['pants']:.3f} top {swap['top']:.3f} hair {swap['hair']:.3f}" if swap else ""
+                print(f"epoch {epoch + 1}/{tcfg.epochs} | {terms_txt} | val {val_loss:.4g}{swap_txt} | {seconds:.1f}s ({record['seq_per_s']} seq/s)", file=sys.stderr)
                 atomic_write(os.path.join(tcfg.run_dir, "log.jsonl"), lambda f: f.write("".join(json.dumps(r) + "\n" for r in log)), mode="w")
                 plot_curves(log, os.path.join(tcfg.run_dir, "curves.png"))
                 rows = [r for pair in zip(val_x[:4], recon) for r in pair]  # original, reconstruction, ...
@@ -294,7 +306,7 @@ def main(argv=None):
             stop.close()
 
     if main_process and tcfg.out:
-        model.save(tcfg.out)
+        model.save(tcfg.out, data=train.name)
         print(f"model written to {tcfg.out}", file=sys.stderr)
     if distributed:
         dist.destroy_process_group()
