@@ -26,3 +26,14 @@ def builtin_small():
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def sprites_dir(tmp_path_factory):
+    """A data folder holding the real Sprites, composed once per test session from ../shared."""
+    if not os.path.isdir(SHEETS):
+        pytest.skip("../shared/lpc-sprites not present")
+    from dataloader import load_sprites
+    folder = tmp_path_factory.mktemp("data")
+    load_sprites(str(folder), SHEETS)
+    return folder
