@@ -335,7 +335,7 @@ def load_legacy_npy(folder, chunk=500):
             except (ValueError, OSError, EOFError) as e:
                 raise SPYLError(f"{path} is not a readable .npy array ({str(e)[:80]})") from None
         X, A, D = arrays["X"], arrays["A"], arrays["D"]
-        n = len(X)
+        n = X.shape[0] if X.ndim else -1
         expect = {"X": (n, FRAMES, SIZE, SIZE, 3), "A": (n, FRAMES, 4, 6), "D": (n, FRAMES, 9)}
         for key, shape in expect.items():
             if arrays[key].shape != shape:

@@ -26,7 +26,7 @@ from judge import Judge, default_path
 from swaps_experiments import evaluate
 from model import CHECKPOINT_VERSION, SPYL, SPYLConfig
 from utils import (SPYLError, atomic_torch_save, atomic_write, check_writable, load_checkpoint, pick_device,
-                   rng_state, run_main, save_png, seed_everything, sequence_grid, set_rng_state)
+                   remove_stale_temporaries, rng_state, run_main, save_png, seed_everything, sequence_grid, set_rng_state)
 
 
 @dataclass
@@ -213,6 +213,7 @@ def main(argv=None):
     if distributed:
         step_fn = torch.nn.parallel.DistributedDataParallel(step_fn, device_ids=[device.index] if device.type == "cuda" else None)
     if main_process:
+        remove_stale_temporaries(tcfg.run_dir)
         check_writable(tcfg.run_dir, need_bytes=3 * 4 * sum(p.numel() for p in model.parameters()) + (64 << 20))
         n_params = sum(p.numel() for p in model.parameters())
         print(f"SPYL{' (DSVAE baseline)' if mcfg.dsvae else ''}: {n_params / 1e6:.2f}M parameters | data {train.name}: "
@@ -296,8 +297,11 @@ def main(argv=None):
                 plot_curves(log, os.path.join(tcfg.run_dir, "curves.png"))
                 rows = [r for pair in zip(val_x[:4], recon) for r in pair]  # original, reconstruction, ...
                 save_png(sequence_grid(rows), os.path.join(tcfg.run_dir, "recon.png"), scale=2)
-                if (epoch + 1) % tcfg.save_every == 0 or epoch + 1 == tcfg.epochs:
+                if (epoch + 1) % tcfg.save_every == 0 or epoch + 1 == tcfg.epochs or (stop and stop.requested):
                     save_checkpoint(epoch + 1, 0, None)
+                if stop is not None and stop.requested and epoch + 1 < tcfg.epochs:
+                    print(f"stopped: checkpoint after epoch {epoch + 1} in {ckpt_path}; continue with --resume", file=sys.stderr)
+                    sys.exit(130)
             if distributed:
                 dist.barrier()
             start_step = 0

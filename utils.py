@@ -18,12 +18,15 @@ class SPYLError(Exception):
 
 
 def run_main(main):
-    """Call main(); turn an SPYLError into one line on stderr and exit status 2."""
+    """Call main(); turn an SPYLError into one line on stderr and exit status 2, Ctrl-C into status 130."""
     try:
         main()
     except SPYLError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 # ---- files ------------------------------------------------------------------
@@ -65,6 +68,14 @@ def _remove_quietly(path):
 def atomic_torch_save(obj, path):
     """torch.save made atomic (see atomic_write)."""
     atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def remove_stale_temporaries(folder):
+    """Delete the temporary files that a killed atomic_write left in folder."""
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            if name.startswith(".tmp-"):
+                _remove_quietly(os.path.join(folder, name))
 
 
 def check_writable(folder, need_bytes=0):
