@@ -182,11 +182,13 @@ def compose(layers, chars, chunk=36):
     where = [np.flatnonzero(f[..., 3].any(axis=0)) for f in flat]
     touched = [f[:, w].astype(np.uint32) for f, w in zip(flat, where)]
     out = np.empty((len(chars), frame_px, 3), np.uint8)
+    img = np.empty((min(chunk, len(chars)), frame_px, 3), np.uint32)  # reused: fresh pages cost more than the maths
     for i in range(0, len(chars), chunk):
-        img = np.zeros((min(chunk, len(chars) - i), frame_px, 3), np.uint32)
+        n = min(chunk, len(chars) - i)
+        img[:n] = 0
         for l, (w, src) in enumerate(zip(where, touched)):
-            img[:, w] = _over(img[:, w], src[variants[i:i + chunk, l]])
-        out[i:i + chunk] = img
+            img[:n, w] = _over(img[:n, w], src[variants[i:i + n, l]])
+        out[i:i + n] = img[:n]
     return out.reshape(len(chars) * 9, FRAMES, SIZE, SIZE, 3)
 
 
@@ -304,7 +306,7 @@ def _load_cached(cache):
     out = []
     for split in ("train", "test"):
         try:
-            x = np.load(os.path.join(cache, f"x_{split}.npy"))
+            x = np.load(os.path.join(cache, f"x_{split}.npy"), mmap_mode="r")  # pages are read as batches touch them
             y = np.load(os.path.join(cache, f"y_{split}.npy"))
         except (OSError, ValueError) as e:
             raise SPYLError(f"the cached Sprites in {cache} are damaged ({e}); delete {cache} to rebuild") from None

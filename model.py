@@ -92,7 +92,7 @@ class ConvFrameEncoder(nn.Module):
         layers, c_in = [], cfg.channels
         for i in range(int(math.log2(cfg.image_size)) - 2):
             c_out = cfg.conv_width * 2 ** i
-            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2)]
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True)]
             c_in = c_out
         layers += [nn.Conv2d(c_in, cfg.g_dim, 4, 1, 0, bias=False), nn.BatchNorm2d(cfg.g_dim), nn.Tanh()]
         self.net = nn.Sequential(*layers)
@@ -108,9 +108,9 @@ class ConvFrameDecoder(nn.Module):
         super().__init__()
         n = int(math.log2(cfg.image_size)) - 2
         widths = [cfg.conv_width * 2 ** i for i in reversed(range(n))]
-        layers = [nn.ConvTranspose2d(in_dim, widths[0], 4, 1, 0, bias=False), nn.BatchNorm2d(widths[0]), nn.LeakyReLU(0.2)]
+        layers = [nn.ConvTranspose2d(in_dim, widths[0], 4, 1, 0, bias=False), nn.BatchNorm2d(widths[0]), nn.LeakyReLU(0.2, inplace=True)]
         for c_in, c_out in zip(widths, widths[1:]):
-            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2)]
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True)]
         layers += [nn.ConvTranspose2d(widths[-1], cfg.channels, 4, 2, 1), nn.Sigmoid()]
         self.net = nn.Sequential(*layers)
 
@@ -245,6 +245,7 @@ class SPYL(nn.Module):
         self.prior_lstm = nn.LSTM(cfg.d_dim, H, num_layers=2, batch_first=True)
         self.prior_mean = nn.Linear(H, cfg.d_dim)
         self.prior_logvar = nn.Linear(H, cfg.d_dim)
+        self.plain_bank = False
 
     @property
     def device(self):
@@ -310,11 +311,15 @@ class SPYL(nn.Module):
 
     def _negative_bank(self, n, T):
         """Sample n sequences from the priors, decode, encode again: static and time-averaged
-        dynamic posterior means and log-variances, each n x dim, with no autograd graph."""
-        with torch.no_grad():
+        dynamic posterior means and log-variances, each n x dim, with no autograd graph.
+
+        With `plain_bank` set the bank is built under autograd and detached afterwards, as a
+        straightforward implementation would; the values are the same (bench.py's plain mode).
+        """
+        with torch.set_grad_enabled(self.plain_bank and torch.is_grad_enabled()):
             x = self.decode(self.sample_static(n), self.sample_dynamics(n, T))
             s_mean, s_logvar, d_mean, d_logvar = self.encode(x)
-        return s_mean, s_logvar, d_mean.mean(1), d_logvar.mean(1)
+        return tuple(t.detach() for t in (s_mean, s_logvar, d_mean.mean(1), d_logvar.mean(1)))
 
     def forward(self, x, contrastive=True):
         """Every loss term of a batch x (B x T x *step_shape) and their weighted total, as a dict.

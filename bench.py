@@ -1,0 +1,165 @@
+"""Benchmarks: training-step throughput (fast vs plain), evaluation throughput, data
+building and loading, peak memory. Prints a table and writes JSON.
+
+    python bench.py                          # everything, on this machine
+    python bench.py --presets cpu --steps 5  # a quicker look
+
+fast is what train.py does: channels-last convolutions, bf16 autocast where the
+hardware has bf16 units (see train.resolve_precision), the negative bank without
+an autograd graph, no host syncs in the step. plain is the straightforward
+version of the same maths: fp32, NCHW, the bank built under autograd and then
+detached, every loss term read back with .item() each step. Each configuration
+runs in a fresh process, so its peak memory is its own.
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import fields
+
+import numpy as np
+import torch
+
+import train
+from model import SPYL, SPYLConfig
+from utils import atomic_write, pick_device
+
+
+def preset_configs(preset):
+    """(SPYLConfig, batch size) of a train.py preset."""
+    values = {**{f.name: f.default for f in fields(train.TrainConfig)}, **train.PRESETS[preset]}
+    mcfg = SPYLConfig(**{k: v for k, v in values.items() if k in {f.name for f in fields(SPYLConfig)}})
+    return mcfg, values["batch_size"]
+
+
+def peak_memory_mib(device):
+    """Peak resident memory of this process (CPU) or peak allocated GPU memory, in MiB."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def time_steps(preset, mode, contrastive, steps, device, data=None):
+    """Median sequences per second of training steps after one warm-up step."""
+    torch.manual_seed(0)
+    mcfg, batch = preset_configs(preset)
+    plain = mode == "plain"
+    model = SPYL(mcfg).to(device)
+    model.plain_bank = plain
+    if not plain:
+        model = model.to(memory_format=torch.channels_last)
+    amp = None if plain else train.resolve_precision("auto", device)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    rng = np.random.default_rng(0)
+    times = []
+    for i in range(steps + 1):
+        idx = np.sort(rng.choice(len(data), batch, replace=False)) if data is not None else None
+        x = data.batch(idx, device) if data is not None else torch.rand(batch, mcfg.frames, 3, 64, 64, device=device)
+        if plain:
+            x = x.contiguous()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            terms = model(x, contrastive=contrastive)
+        opt.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        opt.step()
+        if plain:
+            _ = {k: v.item() for k, v in terms.items()}
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return batch / float(np.median(times[1:]))
+
+
+def run_one(args):
+    """Child process: one preset x mode, both phases; prints a JSON line."""
+    device = pick_device(args.device)
+    data = None
+    if args.data_dir:
+        from dataloader import load_sprites
+        data = load_sprites(args.data_dir, None, download=False)[0]
+    out = {"preset": args.one[0], "mode": args.one[1]}
+    for phase, contrastive in (("warm-up", False), ("contrastive", True)):
+        out[phase] = time_steps(args.one[0], args.one[1], contrastive, args.steps, device, data)
+    out["peak_mib"] = peak_memory_mib(device)
+    print(json.dumps(out))
+
+
+def bench_eval(device, n=512):
+    """Judge-scored sequences per second of the swap evaluation (cpu-preset model, shipped judge)."""
+    from judge import Judge, JudgeConfig
+    from dataloader import SequenceData
+    from swaps_experiments import swap_scores
+    mcfg, _ = preset_configs("cpu")
+    model = SPYL(mcfg).to(device)
+    judge = Judge(JudgeConfig()).to(device)
+    rng = np.random.default_rng(0)
+    data = SequenceData(rng.integers(0, 256, (n, 8, 64, 64, 3), dtype=np.uint8), np.zeros((n, 5), np.int64), "bench")
+    swap_scores(model, judge, SequenceData(data.x[:64], data.labels[:64], "bench"), device)
+    t0 = time.perf_counter()
+    swap_scores(model, judge, data, device)
+    return n / (time.perf_counter() - t0)
+
+
+def bench_data(sheets):
+    """Seconds to compose Sprites from the parts into a fresh folder, and to load the result."""
+    from dataloader import load_sprites
+    with tempfile.TemporaryDirectory() as folder:
+        t0 = time.perf_counter()
+        load_sprites(folder, sheets)
+        build = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        train_set, test_set = load_sprites(folder, None, download=False)
+        load = time.perf_counter() - t0
+    return build, load
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--presets", default="cpu,paper")
+    p.add_argument("--steps", type=int, default=3, help="timed steps per measurement (after one warm-up step)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--sheets", default="", help="sprite parts folder: also time building and loading Sprites")
+    p.add_argument("--data-dir", default="", help="folder with composed Sprites: train on real batches (and count their memory)")
+    p.add_argument("--out", default="bench/results.json")
+    p.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.one:
+        return run_one(args)
+    device = pick_device(args.device)
+    rows = []
+    for preset in args.presets.split(","):
+        for mode in ("plain", "fast"):
+            cmd = [sys.executable, __file__, "--one", preset, mode, "--steps", str(args.steps), "--device", args.device]
+            if args.data_dir:
+                cmd += ["--data-dir", args.data_dir]
+            res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
+            print(f"  {preset:<6} {mode:<6} warm-up {rows[-1]['warm-up']:8.1f} seq/s   contrastive {rows[-1]['contrastive']:8.1f} seq/s"
+                  f"   peak {rows[-1]['peak_mib']:7.0f} MiB", file=sys.stderr)
+    report = {"device": str(device), "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+              "torch": torch.__version__, "steps": args.steps, "train_steps": rows, "eval_seq_per_s": bench_eval(device)}
+    if args.sheets:
+        report["sprites_build_s"], report["sprites_load_s"] = bench_data(args.sheets)
+    print(f"\n{'preset':<8}{'phase':<13}{'plain seq/s':>12}{'fast seq/s':>12}{'speed-up':>10}{'fast s/epoch':>14}{'peak MiB':>10}")
+    for preset in args.presets.split(","):
+        plain, fast = (next(r for r in rows if r["preset"] == preset and r["mode"] == m) for m in ("plain", "fast"))
+        for phase in ("warm-up", "contrastive"):
+            print(f"{preset:<8}{phase:<13}{plain[phase]:>12.1f}{fast[phase]:>12.1f}{fast[phase] / plain[phase]:>9.2f}x"
+                  f"{9000 / fast[phase]:>14.0f}{fast['peak_mib']:>10.0f}")
+    print(f"\nswap evaluation: {report['eval_seq_per_s']:.0f} judge-scored sequences/s")
+    if args.sheets:
+        print(f"Sprites from the parts: built in {report['sprites_build_s']:.1f} s, loaded in {report['sprites_load_s']:.2f} s")
+    atomic_write(args.out, lambda f: json.dump(report, f, indent=1), mode="w")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
