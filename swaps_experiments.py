@@ -123,6 +123,37 @@ def swap_figures(model, data, device, fig_dir, pairs, seed=0):
     return written
 
 
+def plot_swap_curves(run_dirs, path):
+    """Swap action and mean static accuracy against epoch for each run folder (from log.jsonl)."""
+    import io
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for run in run_dirs:
+        log_path = os.path.join(run, "log.jsonl")
+        if not os.path.isfile(log_path):
+            raise SPYLError(f"{log_path} does not exist; pass run folders written by train.py")
+        with open(log_path) as f:
+            rows = [r for r in map(json.loads, f) if r.get("swap")]
+        if not rows:
+            raise SPYLError(f"{log_path} has no swap evaluations; train with --eval-every N and a judge in weights/")
+        epochs = [r["epoch"] for r in rows]
+        axes[0].plot(epochs, [100 * r["swap"]["action"] for r in rows], marker="o", label=os.path.basename(os.path.normpath(run)))
+        axes[1].plot(epochs, [100 * np.mean([r["swap"][a] for a in ATTRIBUTES]) for r in rows], marker="o")
+    for ax, title, chance in ((axes[0], "action accuracy (%)", 100 / 9), (axes[1], "mean static accuracy (%)", 100 / 6)):
+        ax.axhline(chance, color="grey", linestyle=":", label="chance")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.set_ylim(0, 100)
+    axes[0].legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description="Swap experiments with a judge.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--weights", default="weights/model.pth", help="a model (SPYL.save) or a train.py checkpoint")
@@ -136,7 +167,13 @@ def main(argv=None):
     p.add_argument("--device", default="auto")
     p.add_argument("--fig-dir", default="fig")
     p.add_argument("--out-json", default="", help="default: <fig-dir>/swaps.json")
+    p.add_argument("--curves", nargs="+", metavar="RUN_DIR", help="only plot swap accuracy against epoch for these train.py run folders")
     a = p.parse_args(argv)
+    if a.curves:
+        path = os.path.join(a.fig_dir, "swap_accuracy.png")
+        plot_swap_curves(a.curves, path)
+        print(f"wrote {path}")
+        return
     device = pick_device(a.device)
     ckpt = load_checkpoint(a.weights)
     model = SPYL.from_checkpoint(ckpt, a.weights).to(device).eval()

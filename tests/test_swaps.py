@@ -120,3 +120,18 @@ def test_script_refuses_a_judge_for_another_data_set(tmp_path):
     cmd = [sys.executable, "swaps_experiments.py", "--weights", str(tmp_path / "m.pth"), "--judge", str(tmp_path / "j.pth")]
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "judges the sprites set, not builtin" in p.stderr
+
+
+def test_swap_curves_from_run_logs(tmp_path):
+    from swaps_experiments import main
+    for name, acc in (("spyl", 0.9), ("dsvae", 0.5)):
+        (tmp_path / name).mkdir()
+        rows = [{"epoch": e, "swap": {"action": acc * e / 4, "skin": 0.5, "pants": 0.6, "top": 0.7, "hair": 0.8}} for e in (2, 4)]
+        (tmp_path / name / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    main(["--curves", str(tmp_path / "spyl"), str(tmp_path / "dsvae"), "--fig-dir", str(tmp_path / "fig")])
+    from PIL import Image
+    assert Image.open(tmp_path / "fig" / "swap_accuracy.png").size[0] > 300
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "log.jsonl").write_text(json.dumps({"epoch": 1, "swap": None}) + "\n")
+    with pytest.raises(SPYLError, match="no swap evaluations"):
+        main(["--curves", str(tmp_path / "empty"), "--fig-dir", str(tmp_path / "fig")])
