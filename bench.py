@@ -8,7 +8,8 @@ fast is what train.py does: channels-last convolutions, bf16 autocast where the
 hardware has bf16 units (see train.resolve_precision), the negative bank without
 an autograd graph, no host syncs in the step. plain is the straightforward
 version of the same maths: fp32, NCHW, the bank built under autograd and then
-detached, every loss term read back with .item() each step. Each configuration
+detached, every loss term read back with .item() each step; bf16 and compile are
+fast plus bf16 autocast or torch.compile, to show whether they pay. Each configuration
 runs in a fresh process, so its peak memory is its own.
 """
 import argparse
@@ -53,8 +54,9 @@ def time_steps(preset, mode, contrastive, steps, device, data=None):
     model.plain_bank = plain
     if not plain:
         model = model.to(memory_format=torch.channels_last)
-    amp = None if plain else train.resolve_precision("auto", device)
+    amp = None if plain else train.resolve_precision("bf16" if mode == "bf16" else "auto", device)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    step = torch.compile(model) if mode == "compile" else model
     rng = np.random.default_rng(0)
     times = []
     for i in range(steps + 1):
@@ -66,7 +68,7 @@ def time_steps(preset, mode, contrastive, steps, device, data=None):
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            terms = model(x, contrastive=contrastive)
+            terms = step(x, contrastive=contrastive)
         opt.zero_grad(set_to_none=True)
         terms["loss"].backward()
         opt.step()
@@ -128,6 +130,7 @@ def main():
     p.add_argument("--device", default="auto")
     p.add_argument("--sheets", default="", help="sprite parts folder: also time building and loading Sprites")
     p.add_argument("--data-dir", default="", help="folder with composed Sprites: train on real batches (and count their memory)")
+    p.add_argument("--modes", default="plain,fast", help="plain, fast, and the variants bf16 (fast + bf16 autocast) and compile (fast + torch.compile)")
     p.add_argument("--out", default="bench/results.json")
     p.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -136,7 +139,7 @@ def main():
     device = pick_device(args.device)
     rows = []
     for preset in args.presets.split(","):
-        for mode in ("plain", "fast"):
+        for mode in args.modes.split(","):
             cmd = [sys.executable, __file__, "--one", preset, mode, "--steps", str(args.steps), "--device", args.device]
             if args.data_dir:
                 cmd += ["--data-dir", args.data_dir]
@@ -148,12 +151,12 @@ def main():
               "torch": torch.__version__, "steps": args.steps, "train_steps": rows, "eval_seq_per_s": bench_eval(device)}
     if args.sheets:
         report["sprites_build_s"], report["sprites_load_s"] = bench_data(args.sheets)
-    print(f"\n{'preset':<8}{'phase':<13}{'plain seq/s':>12}{'fast seq/s':>12}{'speed-up':>10}{'fast s/epoch':>14}{'peak MiB':>10}")
-    for preset in args.presets.split(","):
-        plain, fast = (next(r for r in rows if r["preset"] == preset and r["mode"] == m) for m in ("plain", "fast"))
+    print(f"\n{'preset':<8}{'mode':<9}{'phase':<13}{'seq/s':>8}{'vs plain':>10}{'s/epoch':>9}{'peak MiB':>10}")
+    for r in rows:
+        plain = next((q for q in rows if q["preset"] == r["preset"] and q["mode"] == "plain"), None)
         for phase in ("warm-up", "contrastive"):
-            print(f"{preset:<8}{phase:<13}{plain[phase]:>12.1f}{fast[phase]:>12.1f}{fast[phase] / plain[phase]:>9.2f}x"
-                  f"{9000 / fast[phase]:>14.0f}{fast['peak_mib']:>10.0f}")
+            ratio = f"{r[phase] / plain[phase]:.2f}x" if plain else "-"
+            print(f"{r['preset']:<8}{r['mode']:<9}{phase:<13}{r[phase]:>8.1f}{ratio:>10}{9000 / r[phase]:>9.0f}{r['peak_mib']:>10.0f}")
     print(f"\nswap evaluation: {report['eval_seq_per_s']:.0f} judge-scored sequences/s")
     if args.sheets:
         print(f"Sprites from the parts: built in {report['sprites_build_s']:.1f} s, loaded in {report['sprites_load_s']:.2f} s")
