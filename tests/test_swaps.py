@@ -135,3 +135,17 @@ def test_swap_curves_from_run_logs(tmp_path):
     (tmp_path / "empty" / "log.jsonl").write_text(json.dumps({"epoch": 1, "swap": None}) + "\n")
     with pytest.raises(SPYLError, match="no swap evaluations"):
         main(["--curves", str(tmp_path / "empty"), "--fig-dir", str(tmp_path / "fig")])
+
+
+MODEL = os.path.join(ROOT, "weights", "model.pth")
+
+
+@pytest.mark.skipif(not (os.path.isfile(JUDGE) and os.path.isfile(MODEL)), reason="shipped weights not present")
+def test_shipped_model_scores_well_above_chance(sprites_dir):
+    judge = Judge.load(JUDGE, "sprites")
+    _, test = load_sprites(str(sprites_dir), None, download=False)
+    sub = type(test)(test.x[::10], test.labels[::10], "sprites")  # 267 sequences, every action
+    r = evaluate(SPYL.load(MODEL), judge, sub, "cpu", repeats=1, progress=False)
+    assert r["action"]["mean"] > 0.5                                       # chance is 1/9
+    assert np.mean([r[a]["mean"] for a in ("skin", "pants", "top", "hair")]) > 0.5  # chance is 1/6
+    assert r["IS"]["mean"] > 3                                             # chance is 1
