@@ -14,7 +14,6 @@ runs in a fresh process, so its peak memory is its own.
 """
 import argparse
 import json
-import os
 import platform
 import resource
 import subprocess

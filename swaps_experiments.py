@@ -27,7 +27,8 @@ from tqdm import tqdm
 from dataloader import ATTRIBUTES, load_dataset
 from judge import Judge, default_path
 from model import SPYL
-from utils import SPYLError, atomic_write, load_checkpoint, pick_device, run_main, save_png, seed_everything, sequence_grid, sha256_file
+from utils import (SPYLError, atomic_write, figure, load_checkpoint, pick_device, run_main, save_figure, save_png, seed_everything,
+                   sequence_grid, sha256_file)
 
 
 def inception_metrics(probs):
@@ -125,11 +126,7 @@ def swap_figures(model, data, device, fig_dir, pairs, seed=0):
 
 def plot_swap_curves(run_dirs, path):
     """Swap action and mean static accuracy against epoch for each run folder (from log.jsonl)."""
-    import io
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig, axes = figure(1, 2, figsize=(9, 3.2))
     for run in run_dirs:
         log_path = os.path.join(run, "log.jsonl")
         if not os.path.isfile(log_path):
@@ -147,11 +144,7 @@ def plot_swap_curves(run_dirs, path):
         ax.set_xlabel("epoch")
         ax.set_ylim(0, 100)
     axes[0].legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    atomic_write(path, lambda f: f.write(buf.getvalue()))
+    save_figure(fig, path, dpi=90)
 
 
 def main(argv=None):

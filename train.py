@@ -9,7 +9,6 @@ Every field of SPYLConfig and TrainConfig is a flag (s_dim -> --s-dim).
 """
 import argparse
 import json
-import math
 import os
 import signal
 import sys
@@ -25,8 +24,9 @@ from dataloader import batch_indices, load_dataset, prefetch
 from judge import Judge, default_path
 from swaps_experiments import evaluate
 from model import CHECKPOINT_VERSION, SPYL, SPYLConfig
-from utils import (SPYLError, atomic_torch_save, atomic_write, check_writable, load_checkpoint, pick_device,
-                   remove_stale_temporaries, rng_state, run_main, save_png, seed_everything, sequence_grid, set_rng_state)
+from utils import (SPYLError, atomic_torch_save, atomic_write, check_writable, figure, load_checkpoint, pick_device,
+                   remove_stale_temporaries, rng_state, run_main, save_figure, save_png, seed_everything, sequence_grid,
+                   set_rng_state)
 
 
 @dataclass
@@ -131,11 +131,8 @@ class Stop:
 
 def plot_curves(log, path):
     """PNG of every logged loss term (train) and the validation loss against epoch."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     keys = [k for k in log[-1]["train"] if k != "loss"]
-    fig, axes = plt.subplots(1, len(keys) + 1, figsize=(3 * (len(keys) + 1), 2.8))
+    fig, axes = figure(1, len(keys) + 1, figsize=(3 * (len(keys) + 1), 2.8))
     epochs = [r["epoch"] for r in log]
     axes[0].plot(epochs, [r["train"]["loss"] for r in log], label="train")
     axes[0].plot(epochs, [r["val_loss"] for r in log], label="val")
@@ -145,12 +142,7 @@ def plot_curves(log, path):
         ax.set_title(k)
     for ax in axes:
         ax.set_xlabel("epoch")
-    fig.tight_layout()
-    import io
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    atomic_write(path, lambda f: f.write(buf.getvalue()))
+    save_figure(fig, path)
 
 
 def main(argv=None):

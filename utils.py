@@ -197,6 +197,24 @@ def sequence_grid(rows, pad=2):
     return grid
 
 
+def figure(*args, **kw):
+    """A headless matplotlib figure and axes (plt.subplots arguments)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt.subplots(*args, **kw)
+
+
+def save_figure(fig, path, dpi=80):
+    """Write a matplotlib figure as a PNG, atomically, and close it."""
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
+
+
 def save_png(array, path, scale=1):
     """Write an H x W x 3 uint8 array as a PNG (nearest-neighbour upscaled), atomically."""
     from PIL import Image
