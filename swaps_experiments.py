@@ -170,7 +170,7 @@ def main(argv=None):
     device = pick_device(a.device)
     ckpt = load_checkpoint(a.weights)
     model = SPYL.from_checkpoint(ckpt, a.weights).to(device).eval()
-    data_name = ckpt.get("data", "sprites") if isinstance(ckpt, dict) else "sprites"
+    data_name = ckpt.get("data", "sprites")  # from_checkpoint has checked it is our dict
     judge_path = a.judge or default_path(data_name)
     if not os.path.isfile(judge_path):
         raise SPYLError(f"no judge at {judge_path}; train one with `python judge.py --dataset {data_name}`")

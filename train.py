@@ -213,9 +213,8 @@ def main(argv=None):
               f"{'bf16 autocast' if amp_dtype else 'fp32'} | run folder {tcfg.run_dir}", file=sys.stderr)
 
     def save_checkpoint(epoch, step, sums):
-        atomic_torch_save({"format": "spyl-train", "version": CHECKPOINT_VERSION, "config": asdict(mcfg),
-                           "train_config": asdict(tcfg), "data": train.name,
-                           "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        # the model's own checkpoint (config, weights, data set) plus what resuming needs
+        atomic_torch_save({**model.checkpoint(train.name), "format": "spyl-train", "train_config": asdict(tcfg),
                            "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step, "sums": sums,
                            "rng": rng_state(), "log": json.dumps(log)}, ckpt_path)
 
