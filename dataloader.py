@@ -160,14 +160,14 @@ def sheet_frames(sheet):
 
 
 def _over(dst, src):
-    """src (RGBA) over an opaque dst (RGB), both uint32, with PIL's integer rounding
+    """src (RGBA, uint32) over an opaque dst (RGB, any unsigned int), with PIL's integer rounding
     (Image.alpha_composite), so the result matches the reference script bit for bit."""
     a = src[..., 3:4]
     v = (src[..., :3] * a + dst * (255 - a) + 128) << 7
     return (((v >> 8) + v) >> 8) >> 7
 
 
-def compose(layers, chars, chunk=36):
+def compose(layers, chars):
     """Alpha-composite characters over black.
 
     layers: per layer, its variants' frames (V x 9 x 8 x 64 x 64 x 4 uint8; V=1 for a
@@ -182,13 +182,21 @@ def compose(layers, chars, chunk=36):
     where = [np.flatnonzero(f[..., 3].any(axis=0)) for f in flat]
     touched = [f[:, w].astype(np.uint32) for f, w in zip(flat, where)]
     out = np.empty((len(chars), frame_px, 3), np.uint8)
-    img = np.empty((min(chunk, len(chars)), frame_px, 3), np.uint32)  # reused: fresh pages cost more than the maths
-    for i in range(0, len(chars), chunk):
-        n = min(chunk, len(chars) - i)
-        img[:n] = 0
-        for l, (w, src) in enumerate(zip(where, touched)):
-            img[:n, w] = _over(img[:n, w], src[variants[i:i + n, l]])
-        out[i:i + n] = img[:n]
+
+    def paint(img, level, rows):
+        # Depth first over the tree of layer choices: characters that share their lower
+        # layers share those blends (6 bodies, 36 body+pants, ... instead of 5 per character).
+        if level == len(layers):
+            out[rows] = img
+            return
+        w, choice = where[level], variants[rows, level]
+        values = np.unique(choice)
+        for v in values:
+            child = img.copy() if len(values) > 1 else img
+            child[w] = _over(child[w], touched[level][v])
+            paint(child, level + 1, rows[choice == v])
+
+    paint(np.zeros((frame_px, 3), np.uint8), 0, np.arange(len(chars)))  # frame_px x 3
     return out.reshape(len(chars) * 9, FRAMES, SIZE, SIZE, 3)
 
 
