@@ -90,6 +90,7 @@ def run_one(args):
     for phase, contrastive in (("warm-up", False), ("contrastive", True)):
         out[phase] = time_steps(args.one[0], args.one[1], contrastive, args.steps, device, data)
     out["peak_mib"] = peak_memory_mib(device)
+    out["host_rss_mib"] = peak_memory_mib(torch.device("cpu"))  # host RAM counts on a GPU machine too
     print(json.dumps(out))
 
 
@@ -145,17 +146,17 @@ def main():
             res = subprocess.run(cmd, capture_output=True, text=True, check=True)
             rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
             print(f"  {preset:<6} {mode:<6} warm-up {rows[-1]['warm-up']:8.1f} seq/s   contrastive {rows[-1]['contrastive']:8.1f} seq/s"
-                  f"   peak {rows[-1]['peak_mib']:7.0f} MiB", file=sys.stderr)
+                  f"   peak {rows[-1]['peak_mib']:7.0f} MiB   host RSS {rows[-1]['host_rss_mib']:7.0f} MiB", file=sys.stderr)
     report = {"device": str(device), "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
               "torch": torch.__version__, "steps": args.steps, "train_steps": rows, "eval_seq_per_s": bench_eval(device)}
     if args.sheets:
         report["sprites_build_s"], report["sprites_load_s"] = bench_data(args.sheets)
-    print(f"\n{'preset':<8}{'mode':<9}{'phase':<13}{'seq/s':>8}{'vs plain':>10}{'s/epoch':>9}{'peak MiB':>10}")
+    print(f"\n{'preset':<8}{'mode':<9}{'phase':<13}{'seq/s':>8}{'vs plain':>10}{'s/epoch':>9}{'peak MiB':>10}{'host MiB':>10}")
     for r in rows:
         plain = next((q for q in rows if q["preset"] == r["preset"] and q["mode"] == "plain"), None)
         for phase in ("warm-up", "contrastive"):
             ratio = f"{r[phase] / plain[phase]:.2f}x" if plain else "-"
-            print(f"{r['preset']:<8}{r['mode']:<9}{phase:<13}{r[phase]:>8.1f}{ratio:>10}{9000 / r[phase]:>9.0f}{r['peak_mib']:>10.0f}")
+            print(f"{r['preset']:<8}{r['mode']:<9}{phase:<13}{r[phase]:>8.1f}{ratio:>10}{9000 / r[phase]:>9.1f}{r['peak_mib']:>10.0f}{r['host_rss_mib']:>10.0f}")
     print(f"\nswap evaluation: {report['eval_seq_per_s']:.0f} judge-scored sequences/s")
     if args.sheets:
         print(f"Sprites from the parts: built in {report['sprites_build_s']:.1f} s, loaded in {report['sprites_load_s']:.2f} s")

@@ -7,7 +7,8 @@ import torch
 from dataloader import load_builtin
 from model import SPYLConfig
 
-SHEETS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "lpc-sprites")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
+SHEETS = os.path.join(ROOT, "..", "shared", "lpc-sprites")
 needs_sheets = pytest.mark.skipif(not os.path.isdir(SHEETS), reason="../shared/lpc-sprites not present")
 
 

@@ -18,11 +18,10 @@ from hypothesis import strategies as st
 import dataloader as D
 import train
 import utils
-from conftest import SHEETS
+from conftest import ROOT, SHEETS
 from model import SPYL
 from utils import SPYLError, load_checkpoint
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ["--preset", "tiny", "--chars", "12", "--batch-size", "8", "--bank-factor", "1", "--n-negatives", "4",
         "--val-size", "16", "--log-every", "2", "--epochs", "2", "--warmup-epochs", "1", "--eval-every", "0"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

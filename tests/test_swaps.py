@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import ROOT, tiny_config
 from dataloader import load_sprites
 from judge import Judge, JudgeConfig
 from model import SPYL
 from swaps_experiments import evaluate, inception_metrics
 from utils import SPYLError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JUDGE = os.path.join(ROOT, "weights", "judge.pth")
 
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import train
+from conftest import ROOT
 from model import SPYL
 from utils import SPYLError, load_checkpoint
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ["--preset", "tiny", "--chars", "12", "--batch-size", "8", "--bank-factor", "1", "--n-negatives", "4",
         "--val-size", "16", "--log-every", "3", "--epochs", "2", "--warmup-epochs", "1", "--eval-every", "0"]
 

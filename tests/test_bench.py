@@ -1,0 +1,20 @@
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_bench_reports_every_measurement(tmp_path):
+    out = tmp_path / "bench.json"
+    res = subprocess.run([sys.executable, "bench.py", "--presets", "tiny", "--steps", "1", "--device", "cpu", "--out", str(out)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert [(r["preset"], r["mode"]) for r in report["train_steps"]] == [("tiny", "plain"), ("tiny", "fast")]
+    for r in report["train_steps"]:
+        assert r["warm-up"] > 0 and r["contrastive"] > 0
+        assert 0 < r["contrastive"] < r["warm-up"] * 1.5  # the contrastive step does strictly more work
+        assert r["host_rss_mib"] > 50 and r["peak_mib"] == r["host_rss_mib"]  # on CPU the peak is the RSS
+    assert report["eval_seq_per_s"] > 0
+    assert "fast" in res.stdout and "swap evaluation" in res.stdout
