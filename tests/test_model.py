@@ -159,3 +159,32 @@ def test_few_steps_lower_the_loss(builtin_small):
         opt.step()
         losses.append(loss.item())
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+
+
+def test_fast_step_computes_what_the_plain_step_computes():
+    # train.py's step against the straightforward one. The negative bank without autograd
+    # must change nothing; channels-last convolutions only the rounding.
+    cfg = tiny_config(conv_width=8)
+    x = torch.rand(6, cfg.frames, 3, 64, 64)
+    x_cl = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)  # frames channels-last, as the loader gives them
+
+    def step(plain_bank, channels_last):
+        torch.manual_seed(0)
+        model = SPYL(cfg)
+        model.plain_bank = plain_bank
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        terms = model(x_cl if channels_last else x, contrastive=True)
+        terms["loss"].backward()
+        return terms, {n: p.grad for n, p in model.named_parameters()}
+
+    def assert_same(a, b, grad_tol):
+        assert set(a[0]) == set(b[0]) and "nce_s" in a[0]
+        for k in a[0]:
+            torch.testing.assert_close(a[0][k], b[0][k], rtol=1e-5, atol=1e-5)
+        for n, g in a[1].items():  # whole gradients: single elements can cancel to near zero
+            assert (b[1][n] - g).norm() <= grad_tol * g.norm() + 1e-6, n
+
+    plain = step(plain_bank=True, channels_last=False)
+    assert_same(plain, step(plain_bank=False, channels_last=False), grad_tol=1e-5)
+    assert_same(plain, step(plain_bank=False, channels_last=True), grad_tol=1e-2)
