@@ -1,3 +1,4 @@
+"""bench.py end to end on the tiny preset: every measurement is taken and written."""
 import json
 import subprocess
 import sys
@@ -14,7 +15,7 @@ def test_bench_reports_every_measurement(tmp_path):
     assert [(r["preset"], r["mode"]) for r in report["train_steps"]] == [("tiny", "plain"), ("tiny", "fast")]
     for r in report["train_steps"]:
         assert r["warm-up"] > 0 and r["contrastive"] > 0
-        assert 0 < r["contrastive"] < r["warm-up"] * 1.5  # the contrastive step does strictly more work
+        assert r["contrastive"] < r["warm-up"] * 1.5  # it adds the bank and two views: never much faster
         assert r["host_rss_mib"] > 50 and r["peak_mib"] == r["host_rss_mib"]  # on CPU the peak is the RSS
     assert report["eval_seq_per_s"] > 0
     assert "fast" in res.stdout and "swap evaluation" in res.stdout
