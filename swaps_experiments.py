@@ -15,6 +15,7 @@ Each figure is the mean and standard deviation over --repeats fresh draws.
 Visual: swap grids (PNG and animated GIF) and sample grids in fig/.
 """
 import argparse
+import io
 import json
 import math
 import os
@@ -102,12 +103,11 @@ def swap_figures(model, data, device, fig_dir, pairs, seed=0):
     path = os.path.join(fig_dir, "swap.png")
     save_png(grid, path, scale=2)
     written.append(path)
-    T, h = xa.shape[1], xa.shape[-1]
+    T = xa.shape[1]
     frames = []
     for t in range(T):  # each frame of the GIF is column t of every row
         col = sequence_grid([[r[t]] for r in rows])
         frames.append(Image.fromarray(col).resize((col.shape[1] * 2, col.shape[0] * 2), Image.NEAREST))
-    import io
     buf = io.BytesIO()
     frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=120, loop=0)
     path = os.path.join(fig_dir, "swap.gif")
