@@ -1,6 +1,5 @@
 """Fault injection: kills, Ctrl-C, NaNs, full disks, and fuzzed input files."""
 import errno
-import io
 import json
 import os
 import random
