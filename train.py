@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from dataloader import batch_indices, load_dataset, prefetch
+from dataloader import ATTRIBUTES, batch_indices, load_dataset, prefetch
 from judge import Judge, default_path
 from swaps_experiments import evaluate
 from model import CHECKPOINT_VERSION, SPYL, SPYLConfig
@@ -282,7 +282,7 @@ def main(argv=None):
             # ---- checkpoint -------------------------------------------------------------
             if main_process:
                 terms_txt = " ".join(f"{k} {v:.4g}" for k, v in record["train"].items())
-                swap_txt = f" | swap action {swap['action']:.3f} skin {swap['skin']:.3f} pants {swap['pants']:.3f} top {swap['top']:.3f} hair {swap['hair']:.3f}" if swap else ""
+                swap_txt = " | swap " + " ".join(f"{k} {swap[k]:.3f}" for k in ("action", *ATTRIBUTES)) if swap else ""
                 print(f"epoch {epoch + 1}/{tcfg.epochs} | {terms_txt} | val {val_loss:.4g}{swap_txt} | {seconds:.1f}s ({record['seq_per_s']} seq/s)", file=sys.stderr)
                 atomic_write(os.path.join(tcfg.run_dir, "log.jsonl"), lambda f: f.write("".join(json.dumps(r) + "\n" for r in log)), mode="w")
                 plot_curves(log, os.path.join(tcfg.run_dir, "curves.png"))
