@@ -15,7 +15,6 @@ runs in a fresh process, so its peak memory is its own.
 import argparse
 import json
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ import torch
 
 import train
 from model import SPYL, SPYLConfig
-from utils import atomic_write, pick_device
+from utils import atomic_write, peak_memory_mib, pick_device
 
 
 def preset_configs(preset):
@@ -35,13 +34,6 @@ def preset_configs(preset):
     values = {**{f.name: f.default for f in fields(train.TrainConfig)}, **train.PRESETS[preset]}
     mcfg = SPYLConfig(**{k: v for k, v in values.items() if k in {f.name for f in fields(SPYLConfig)}})
     return mcfg, values["batch_size"]
-
-
-def peak_memory_mib(device):
-    """Peak resident memory of this process (CPU) or peak allocated GPU memory, in MiB."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def time_steps(preset, mode, contrastive, steps, device, data=None):

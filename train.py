@@ -24,7 +24,7 @@ from dataloader import ATTRIBUTES, batch_indices, load_dataset, prefetch
 from judge import Judge, default_path
 from swaps_experiments import evaluate
 from model import CHECKPOINT_VERSION, SPYL, SPYLConfig
-from utils import (SPYLError, atomic_torch_save, atomic_write, check_writable, figure, load_checkpoint, pick_device,
+from utils import (SPYLError, atomic_torch_save, atomic_write, check_writable, figure, load_checkpoint, peak_memory_mib, pick_device,
                    remove_stale_temporaries, rng_state, run_main, save_figure, save_png, seed_everything, sequence_grid,
                    set_rng_state)
 
@@ -276,7 +276,10 @@ def main(argv=None):
                 swap = None
             n_steps = len(batches) - (start_step if epoch == start_epoch else 0)
             record = {"epoch": epoch + 1, "train": {k: v / len(batches) for k, v in sums.items()}, "val_loss": val_loss,
-                      "seconds": round(seconds, 2), "seq_per_s": round(n_steps * tcfg.batch_size * world / seconds, 1), "swap": swap}
+                      "seconds": round(seconds, 2), "seq_per_s": round(n_steps * tcfg.batch_size * world / seconds, 1),
+                      "peak_host_mib": round(peak_memory_mib(torch.device("cpu"))), "swap": swap}
+            if device.type == "cuda":
+                record["peak_gpu_mib"] = round(peak_memory_mib(device))
             log.append(record)
 
             # ---- checkpoint -------------------------------------------------------------

@@ -4,6 +4,7 @@ import io
 import os
 import pickle
 import random
+import resource
 import shutil
 import sys
 import tempfile
@@ -141,6 +142,13 @@ def pick_device(name="auto"):
     if device.type not in ("cpu", "cuda", "mps"):
         raise SPYLError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
     return device
+
+
+def peak_memory_mib(device):
+    """Peak resident memory of this process (CPU) or peak allocated memory of the GPU, in MiB."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def seed_everything(seed):

@@ -29,6 +29,7 @@ def test_outputs_and_released_model(tmp_path):
     log = [json.loads(line) for line in (d / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2]
     assert "nce_s" not in log[0]["train"] and "nce_s" in log[1]["train"]  # warm-up, then contrastive
+    assert 100 < log[0]["peak_host_mib"] <= log[1]["peak_host_mib"] < 24 * 1024  # a peak, in MiB, of a real process
     model = SPYL.load(out)
     assert model.config.conv_width == 8 and model.config.dataset_size == 81
 
