@@ -4,6 +4,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 import dataloader as D
 from conftest import SHEETS, needs_sheets
@@ -189,3 +190,41 @@ def test_prefetch_yields_every_batch_in_order(builtin_small):
     got = list(D.prefetch(train, idx, "cpu"))
     assert len(got) == len(idx) and got[0].shape == (8, 8, 3, 64, 64)
     assert np.allclose(got[3].numpy(), train.batch(idx[3]).numpy())
+
+
+def mapped_rss_mib(path):
+    """Resident MiB of this process's mappings of the file at path (Linux /proc/self/smaps)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()
+            if "-" in head[0] and len(head) >= 5:  # a mapping's header line
+                inside = len(head) >= 6 and os.path.realpath(head[-1]) == os.path.realpath(path)
+            elif inside and head[0] == "Rss:":
+                total += int(head[1])
+    return total / 1024
+
+
+def test_data_held_on_a_device_gives_the_same_batches(sprites_dir, builtin_small):
+    """SequenceData.to (train.py on a GPU) keeps the uint8 set as one tensor; batches are
+    unchanged, and the memory-mapped file leaves this process's resident set as it is copied."""
+    _, test = D.load_sprites(str(sprites_dir), None, download=False)
+    path = os.path.join(sprites_dir, "sprites", "x_test.npy")
+    assert int(test.x[:, :, ::8].max()) > 0  # touch every page, as an epoch would
+    assert mapped_rss_mib(path) > 0.9 * test.x.nbytes / 2**20
+    held = test.to("cpu", chunk=100)
+    assert mapped_rss_mib(path) < 0.1 * test.x.nbytes / 2**20
+    assert isinstance(held.x, torch.Tensor) and held.x.dtype == torch.uint8 and held.x.shape == test.x.shape
+    idx = np.array([0, 5, 17, len(test) - 1])
+    assert torch.equal(held.batch(idx), test.batch(idx))
+    assert np.array_equal(held.labels, test.labels) and held.name == "sprites"
+    train, _ = builtin_small  # an in-memory array takes the same path
+    assert torch.equal(train.to("cpu").batch(idx[:3]), train.batch(idx[:3]))
+
+
+def test_data_too_large_for_the_device_is_one_clear_error():
+    # 2**40 sequences, more than any address space holds; zero strides put no memory behind them
+    x = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), shape=(2**40, 8, 64, 64, 3), strides=(0,) * 5)
+    y = np.lib.stride_tricks.as_strided(np.zeros(1, np.int64), shape=(2**40, 5), strides=(0, 0))
+    with pytest.raises(SPYLError, match="does not fit.*--no-data-on-device"):
+        D.SequenceData(x, y, "huge").to("cpu")
