@@ -44,7 +44,6 @@ class TrainConfig:
     device: str = "auto"         # auto, cpu, cuda, cuda:N, mps
     precision: str = "auto"      # auto (bf16 autocast on CUDA and on CPUs with bf16 units), bf16, fp32
     channels_last: bool = True   # channels-last convolutions
-    data_on_device: bool = True  # on a GPU, hold the uint8 data set in GPU memory (Sprites: 1.1 GiB)
     compile: bool = False        # torch.compile the model
     run_dir: str = "runs/spyl"   # checkpoint, logs, curves and sample PNGs go here
     save_every: int = 1          # epochs between checkpoints
@@ -66,7 +65,7 @@ PRESETS = {
              "batch_size": 16, "n_negatives": 16, "epochs": 2, "warmup_epochs": 1, "val_size": 32, "log_every": 5},
 }
 # Fields a resumed run may change; anything else must match the checkpoint.
-RESUMABLE = {"epochs", "device", "data_on_device", "out", "save_every", "eval_every", "judge", "log_every", "resume", "sheets", "data_dir"}
+RESUMABLE = {"epochs", "device", "out", "save_every", "eval_every", "judge", "log_every", "resume", "sheets", "data_dir"}
 
 
 def parse_args(argv=None):
@@ -187,8 +186,6 @@ def main(argv=None):
         raise SPYLError(f"batch size {tcfg.batch_size} is larger than the training set ({len(train)} sequences); lower --batch-size")
     if ckpt is None:
         mcfg.dataset_size = len(train)
-    if tcfg.data_on_device and device.type == "cuda":
-        train, test = train.to(device), test.to(device)
     val_x = test.batch(np.arange(min(tcfg.val_size, len(test))), device)
     judge_path = tcfg.judge or default_path(train.name)
     judge = Judge.load(judge_path, train.name, device) if tcfg.eval_every and os.path.isfile(judge_path) else None
