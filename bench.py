@@ -4,13 +4,13 @@ building and loading, peak memory. Prints a table and writes JSON.
     python bench.py                          # everything, on this machine
     python bench.py --presets cpu --steps 5  # a quicker look
 
-fast is what train.py does: channels-last convolutions, bf16 autocast where the
-hardware has bf16 units (see train.resolve_precision), the negative bank without
+fast is what train.py does: channels-last convolutions, bf16 autocast on CUDA and
+on CPUs with AMX tiles (see train.resolve_precision), the negative bank without
 an autograd graph, no host syncs in the step. plain is the straightforward
 version of the same maths: fp32, NCHW, the bank built under autograd and then
-detached, every loss term read back with .item() each step; bf16 and compile are
-fast plus bf16 autocast or torch.compile, to show whether they pay. Each configuration
-runs in a fresh process, so its peak memory is its own.
+detached, every loss term read back with .item() each step; bf16, compile and
+bf16+compile are fast plus bf16 autocast and/or torch.compile, to show whether they
+pay. Each configuration runs in a fresh process, so its peak memory is its own.
 """
 import argparse
 import json
@@ -26,7 +26,10 @@ import torch
 
 import train
 from model import SPYL, SPYLConfig
-from utils import atomic_write, peak_memory_mib, pick_device
+from utils import SPYLError, atomic_write, peak_memory_mib, pick_device, run_main
+
+
+MODES = ("plain", "fast", "bf16", "compile", "bf16+compile")
 
 
 def preset_configs(preset):
@@ -45,9 +48,9 @@ def time_steps(preset, mode, contrastive, steps, device, data=None):
     model.plain_bank = plain
     if not plain:
         model = model.to(memory_format=torch.channels_last)
-    amp = None if plain else train.resolve_precision("bf16" if mode == "bf16" else "auto", device)
+    amp = None if plain else train.resolve_precision("bf16" if "bf16" in mode else "auto", device)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    step = torch.compile(model) if mode == "compile" else model
+    step = torch.compile(model) if "compile" in mode else model
     rng = np.random.default_rng(0)
     times = []
     for i in range(steps + 1):
@@ -122,12 +125,15 @@ def main():
     p.add_argument("--device", default="auto")
     p.add_argument("--sheets", default="", help="sprite parts folder: also time building and loading Sprites")
     p.add_argument("--data-dir", default="", help="folder with composed Sprites: train on real batches (and count their memory)")
-    p.add_argument("--modes", default="plain,fast", help="plain, fast, and the variants bf16 (fast + bf16 autocast) and compile (fast + torch.compile)")
+    p.add_argument("--modes", default="plain,fast", help="plain, fast, and the variants bf16 (fast + bf16 autocast), compile (fast + torch.compile), bf16+compile")
     p.add_argument("--out", default="bench/results.json")
     p.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
         return run_one(args)
+    unknown = [m for m in args.modes.split(",") if m not in MODES] + [p for p in args.presets.split(",") if p not in train.PRESETS]
+    if unknown:
+        raise SPYLError(f"unknown mode or preset {unknown}; modes: {', '.join(MODES)}; presets: {', '.join(train.PRESETS)}")
     device = pick_device(args.device)
     rows = []
     for preset in args.presets.split(","):
@@ -137,18 +143,18 @@ def main():
                 cmd += ["--data-dir", args.data_dir]
             res = subprocess.run(cmd, capture_output=True, text=True, check=True)
             rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
-            print(f"  {preset:<6} {mode:<6} warm-up {rows[-1]['warm-up']:8.1f} seq/s   contrastive {rows[-1]['contrastive']:8.1f} seq/s"
+            print(f"  {preset:<6} {mode:<12} warm-up {rows[-1]['warm-up']:8.1f} seq/s   contrastive {rows[-1]['contrastive']:8.1f} seq/s"
                   f"   peak {rows[-1]['peak_mib']:7.0f} MiB   host RSS {rows[-1]['host_rss_mib']:7.0f} MiB", file=sys.stderr)
     report = {"device": str(device), "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
               "torch": torch.__version__, "steps": args.steps, "train_steps": rows, "eval_seq_per_s": bench_eval(device)}
     if args.sheets:
         report["sprites_build_s"], report["sprites_load_s"] = bench_data(args.sheets)
-    print(f"\n{'preset':<8}{'mode':<9}{'phase':<13}{'seq/s':>8}{'vs plain':>10}{'s/epoch':>9}{'peak MiB':>10}{'host MiB':>10}")
+    print(f"\n{'preset':<8}{'mode':<14}{'phase':<13}{'seq/s':>8}{'vs plain':>10}{'s/epoch':>9}{'peak MiB':>10}{'host MiB':>10}")
     for r in rows:
         plain = next((q for q in rows if q["preset"] == r["preset"] and q["mode"] == "plain"), None)
         for phase in ("warm-up", "contrastive"):
             ratio = f"{r[phase] / plain[phase]:.2f}x" if plain else "-"
-            print(f"{r['preset']:<8}{r['mode']:<9}{phase:<13}{r[phase]:>8.1f}{ratio:>10}{9000 / r[phase]:>9.1f}{r['peak_mib']:>10.0f}{r['host_rss_mib']:>10.0f}")
+            print(f"{r['preset']:<8}{r['mode']:<14}{phase:<13}{r[phase]:>8.1f}{ratio:>10}{9000 / r[phase]:>9.1f}{r['peak_mib']:>10.0f}{r['host_rss_mib']:>10.0f}")
     print(f"\nswap evaluation: {report['eval_seq_per_s']:.0f} judge-scored sequences/s")
     if args.sheets:
         print(f"Sprites from the parts: built in {report['sprites_build_s']:.1f} s, loaded in {report['sprites_load_s']:.2f} s")
@@ -157,4 +163,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

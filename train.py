@@ -42,7 +42,7 @@ class TrainConfig:
     warmup_epochs: int = 50      # epochs before the contrastive terms switch on
     seed: int = 0
     device: str = "auto"         # auto, cpu, cuda, cuda:N, mps
-    precision: str = "auto"      # auto (bf16 autocast on CUDA and on CPUs with bf16 units), bf16, fp32
+    precision: str = "auto"      # auto (bf16 autocast on CUDA and on CPUs with AMX tiles), bf16, fp32
     channels_last: bool = True   # channels-last convolutions
     compile: bool = False        # torch.compile the model
     run_dir: str = "runs/spyl"   # checkpoint, logs, curves and sample PNGs go here

@@ -19,3 +19,9 @@ def test_bench_reports_every_measurement(tmp_path):
         assert r["host_rss_mib"] > 50 and r["peak_mib"] == r["host_rss_mib"]  # on CPU the peak is the RSS
     assert report["eval_seq_per_s"] > 0
     assert "fast" in res.stdout and "swap evaluation" in res.stdout
+
+
+def test_bench_refuses_an_unknown_mode_in_one_line():
+    res = subprocess.run([sys.executable, "bench.py", "--presets", "tiny", "--modes", "fast,fp16"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and res.stderr.strip().count("\n") == 0
+    assert "unknown mode or preset ['fp16']" in res.stderr and "bf16+compile" in res.stderr
