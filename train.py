@@ -275,9 +275,10 @@ def main(argv=None):
             else:
                 swap = None
             n_steps = len(batches) - (start_step if epoch == start_epoch else 0)
+            host_mib = peak_memory_mib(torch.device("cpu"))
             record = {"epoch": epoch + 1, "train": {k: v / len(batches) for k, v in sums.items()}, "val_loss": val_loss,
                       "seconds": round(seconds, 2), "seq_per_s": round(n_steps * tcfg.batch_size * world / seconds, 1),
-                      "peak_host_mib": round(peak_memory_mib(torch.device("cpu"))), "swap": swap}
+                      "peak_host_mib": None if host_mib is None else round(host_mib), "swap": swap}
             if device.type == "cuda":
                 record["peak_gpu_mib"] = round(peak_memory_mib(device))
             log.append(record)

@@ -4,7 +4,6 @@ import io
 import os
 import pickle
 import random
-import resource
 import shutil
 import sys
 import tempfile
@@ -145,9 +144,14 @@ def pick_device(name="auto"):
 
 
 def peak_memory_mib(device):
-    """Peak resident memory of this process (CPU) or peak allocated memory of the GPU, in MiB."""
+    """Peak resident memory of this process (CPU) or peak allocated memory of the GPU, in MiB;
+    None where the platform cannot say (Windows has no getrusage)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        import resource  # Unix only: imported here so that every script still runs elsewhere
+    except ImportError:
+        return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # macOS reports bytes, Linux KiB
 
