@@ -49,16 +49,22 @@ class SPYLConfig:
     tau: float = 0.5
     n_negatives: int = 256
     bank_factor: int = 4         # the negative bank holds bank_factor x batch sequences
-    negative_mode: str = "soft"  # soft: largest KL; semi: middle; hard: smallest
+    negative_mode: str = "soft"  # soft, semi or hard, as the reference code ranks them (see select_negatives)
     dataset_size: int = 9000     # N in the minibatch-weighted MI estimate
     dsvae: bool = False          # True: contrastive and MI terms off (the DSVAE baseline)
     logvar_limit: float = 10.0   # |log-variance| bound, so exp() never overflows
+    init: str = "reference"      # reference: Conv2d/Linear weights ~ N(0, 0.01^2), biases 0 (the paper's code); torch: PyTorch's defaults
+    mi_density: str = "exact"    # exact: the Gaussian density of the MI penalty; reference: the reference code's, kernels of std sigma^2
 
     def __post_init__(self):
         if self.frame_net not in FRAME_NETS:
             raise SPYLError(f"unknown frame_net {self.frame_net!r}; choose one of {sorted(FRAME_NETS)}")
         if self.negative_mode not in ("soft", "semi", "hard"):
             raise SPYLError(f"unknown negative_mode {self.negative_mode!r}; choose soft, semi or hard")
+        if self.init not in ("reference", "torch"):
+            raise SPYLError(f"unknown init {self.init!r}; choose reference or torch")
+        if self.mi_density not in ("exact", "reference"):
+            raise SPYLError(f"unknown mi_density {self.mi_density!r}; choose exact or reference")
         if self.frame_net == "conv" and (self.image_size < 8 or self.image_size & (self.image_size - 1)):
             raise SPYLError(f"image_size must be a power of two >= 8 for the conv frame net, got {self.image_size}")
         if self.frame_net == "mlp" and self.x_dim <= 0:
@@ -178,13 +184,17 @@ def log_density(z, mean, logvar):
     return -0.5 * (math.log(2 * math.pi) + logvar + (z - mean).pow(2) * torch.exp(-logvar))
 
 
-def mutual_information(s, s_mean, s_logvar, d, d_mean, d_logvar, dataset_size):
+def mutual_information(s, s_mean, s_logvar, d, d_mean, d_logvar, dataset_size, density="exact"):
     """Minibatch-weighted-sampling estimate of I(s; d_t), clamped at zero and averaged.
 
     For each step t and sample i: log q(s_i, d_ti) - log q(s_i) - log q(d_ti), where
     each log q(.) = logsumexp_j log q(. | x_j) - log(B * N).
     s: B x s_dim, d: B x T x d_dim, with their posterior means and log-variances.
+    density "reference" reproduces the reference code, which hands log-variances to a
+    density that expects log standard deviations: its kernels have std sigma^2, not sigma.
     """
+    if density == "reference":
+        s_logvar, d_logvar = 2 * s_logvar, 2 * d_logvar   # variance (sigma^2)^2: a kernel of std sigma^2
     B = s.shape[0]
     log_bn = math.log(B * dataset_size)
     # log q(s_i | x_j): B x B, summed over dimensions
@@ -206,19 +216,34 @@ def info_nce(anchor, positive, negatives, tau):
 
 
 def select_negatives(mean_a, logvar_a, bank_mean, bank_logvar, n, mode):
-    """Indices (A x n) into the bank, ranked per anchor by KL(q_anchor || q_bank).
-
-    soft takes the n largest KLs, hard the n smallest, semi the n around the median.
+    """Indices (A x n) into a bank of M, ranked per anchor by KL(q_anchor || q_bank) in
+    descending order, as the reference code takes them:
+    - soft: ranks 0 .. n-1, the n largest KLs;
+    - semi: ranks M//3 .. M//3 + n - 1 (fewer if the bank ends first);
+    - hard: n ranks drawn at random among the first 2 * (M//3), one permutation shared by
+      every anchor of the batch (fewer if there are not that many).
     """
     kl = kl_matrix(mean_a.float(), logvar_a.float(), bank_mean.float(), bank_logvar.float())
     m = kl.shape[1]
-    n = min(n, m)
     if mode == "soft":
-        return kl.topk(n, dim=1).indices
-    if mode == "hard":
-        return kl.topk(n, dim=1, largest=False).indices
-    start = (m - n) // 2
-    return kl.argsort(dim=1, descending=True)[:, start:start + n]
+        return kl.topk(min(n, m), dim=1).indices
+    order = kl.argsort(dim=1, descending=True)                                   # A x M
+    if mode == "semi":
+        return order[:, m // 3:m // 3 + n]
+    pool = 2 * (m // 3)
+    return order[:, torch.randperm(pool, device=order.device)[:n]]
+
+
+def reference_init(module):
+    """The reference code's initialisation: Conv2d and Linear weights ~ N(0, 0.01^2) with zero
+    biases, BatchNorm weight 1 and bias 0; ConvTranspose2d, LSTM and RNN keep PyTorch's defaults."""
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.01)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
 
 
 # --------------------------------------------------------------------------
@@ -246,6 +271,8 @@ class SPYL(nn.Module):
         self.prior_mean = nn.Linear(H, cfg.d_dim)
         self.prior_logvar = nn.Linear(H, cfg.d_dim)
         self.plain_bank = False
+        if cfg.init == "reference":
+            self.apply(reference_init)
 
     @property
     def device(self):
@@ -342,7 +369,7 @@ class SPYL(nn.Module):
         }
         total = cfg.w_recon * terms["recon"] + cfg.w_kl_s * terms["kl_s"] + cfg.w_kl_d * terms["kl_d"]
         if not cfg.dsvae:
-            terms["mi"] = mutual_information(s, s_mean, s_logvar, d, d_mean, d_logvar, cfg.dataset_size)
+            terms["mi"] = mutual_information(s, s_mean, s_logvar, d, d_mean, d_logvar, cfg.dataset_size, cfg.mi_density)
             total = total + cfg.w_mi * terms["mi"]
         if contrastive and not cfg.dsvae:
             bank_s_mean, bank_s_logvar, bank_d_mean, bank_d_logvar = self._negative_bank(cfg.bank_factor * B, T)

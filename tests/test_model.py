@@ -88,9 +88,31 @@ def test_negatives_are_ranked_by_kl():
     anchor_mean, anchor_logvar = torch.zeros(1, 2), torch.zeros(1, 2)
     bank_mean = torch.tensor([[0.0, 0.0], [3.0, 0.0], [1.0, 0.0], [5.0, 0.0], [2.0, 0.0], [4.0, 0.0]])
     bank_logvar = torch.zeros(6, 2)  # KL grows with the distance: ranks 3 > 5 > 1 > 4 > 2 > 0
-    assert sorted(select_negatives(anchor_mean, anchor_logvar, bank_mean, bank_logvar, 2, "soft")[0].tolist()) == [3, 5]
-    assert sorted(select_negatives(anchor_mean, anchor_logvar, bank_mean, bank_logvar, 2, "hard")[0].tolist()) == [0, 2]
-    assert sorted(select_negatives(anchor_mean, anchor_logvar, bank_mean, bank_logvar, 2, "semi")[0].tolist()) == [1, 4]
+    pick = lambda mode, n=2: select_negatives(anchor_mean, anchor_logvar, bank_mean, bank_logvar, n, mode)
+    assert sorted(pick("soft")[0].tolist()) == [3, 5]             # ranks 0, 1
+    assert pick("semi")[0].tolist() == [1, 4]                     # ranks M//3 = 2 and 3, as the reference takes them
+    assert pick("semi", 10)[0].tolist() == [1, 4, 2, 0]           # the bank ends first: fewer
+    for seed in range(20):                                        # hard: at random among ranks 0 .. 2 * (M//3) - 1
+        torch.manual_seed(seed)
+        got = pick("hard")[0].tolist()
+        assert len(set(got)) == 2 and set(got) <= {3, 5, 1, 4}
+    seen = set()
+    for seed in range(20):
+        torch.manual_seed(seed)
+        seen |= set(pick("hard")[0].tolist())
+    assert seen == {3, 5, 1, 4}                                   # every one of the pool is drawn sometimes, the rest never
+
+
+def test_hard_negatives_share_one_permutation_across_the_batch():
+    torch.manual_seed(0)
+    anchors = torch.randn(5, 3)                                   # different anchors rank the bank differently
+    bank = torch.randn(30, 3)
+    kl = kl_matrix(anchors, torch.zeros(5, 3), bank, torch.zeros(30, 3))
+    order = kl.argsort(dim=1, descending=True)
+    torch.manual_seed(7)
+    idx = select_negatives(anchors, torch.zeros(5, 3), bank, torch.zeros(30, 3), 4, "hard")
+    ranks = [[order[a].tolist().index(j) for j in idx[a].tolist()] for a in range(5)]
+    assert all(r == ranks[0] for r in ranks) and max(ranks[0]) < 20  # the same ranks for every anchor, within 2 * (30 // 3)
 
 
 def test_mutual_information_matches_a_loop():
@@ -110,6 +132,42 @@ def test_mutual_information_matches_a_loop():
     want = torch.stack(vals).mean()
     got = mutual_information(s, s_mean, s_logvar, d, d_mean, d_logvar, N)
     assert got.item() == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_reference_mi_density_has_kernels_of_std_sigma_squared():
+    torch.manual_seed(2)
+    s_mean, s_logvar = torch.randn(4, 3), torch.randn(4, 3) * 0.5
+    d_mean, d_logvar = torch.randn(4, 2, 2), torch.randn(4, 2, 2) * 0.5
+    s, d = s_mean + 0.3 * torch.randn_like(s_mean), d_mean + 0.3 * torch.randn_like(d_mean)
+    ref = mutual_information(s, s_mean, s_logvar, d, d_mean, d_logvar, 50, "reference")
+    # the exact density with variances (sigma^2)^2, i.e. log-variances doubled
+    assert ref.item() == pytest.approx(mutual_information(s, s_mean, 2 * s_logvar, d, d_mean, 2 * d_logvar, 50).item(), rel=1e-6)
+    assert ref.item() != pytest.approx(mutual_information(s, s_mean, s_logvar, d, d_mean, d_logvar, 50).item(), rel=1e-3)
+    m = SPYL(tiny_config(mi_density="reference", init="torch"))  # the reference init starts every log-variance near 0,
+    torch.manual_seed(0)                                          # where the two densities agree
+    a = m(torch.rand(3, T, 3, 64, 64), contrastive=False)["mi"]
+    m.config.mi_density = "exact"
+    torch.manual_seed(0)
+    assert a.item() != pytest.approx(m(torch.rand(3, T, 3, 64, 64), contrastive=False)["mi"].item(), rel=1e-4)
+
+
+def test_reference_init():
+    torch.manual_seed(0)
+    m = SPYL(tiny_config(conv_width=16, hidden=64))  # init "reference" is the default
+    convs_and_linears = [mod for mod in m.modules() if isinstance(mod, (nn.Conv2d, nn.Linear))]
+    for mod in convs_and_linears:
+        assert mod.weight.std().item() == pytest.approx(0.01, rel=0.3) and abs(mod.weight.mean().item()) < 0.005
+        assert mod.bias is None or not mod.bias.any()
+    torch.manual_seed(0)
+    t = SPYL(tiny_config(conv_width=16, hidden=64, init="torch"))
+    assert t.s_mean.weight.std().item() > 0.02  # PyTorch's default: uniform(+-1/sqrt(fan_in)), about 0.025 here
+    for a, b in zip(m.modules(), t.modules()):    # the layers the reference leaves alone are the same draws
+        if isinstance(a, (nn.ConvTranspose2d, nn.LSTM, nn.RNN)):
+            assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    with pytest.raises(SPYLError, match="unknown init"):
+        tiny_config(init="xavier")
+    with pytest.raises(SPYLError, match="unknown mi_density"):
+        tiny_config(mi_density="approx")
 
 
 def test_logvar_is_bounded():
