@@ -89,20 +89,34 @@ def run_one(args):
     print(json.dumps(out))
 
 
-def bench_eval(device, n=512):
-    """Judge-scored sequences per second of the swap evaluation (cpu-preset model, shipped judge)."""
-    from judge import Judge, JudgeConfig
-    from dataloader import SequenceData
+def bench_eval(device, data_dir="", n=504):
+    """Seconds per sequence of one swap-evaluation draw, judged by an ensemble shaped like the
+    shipped one (untrained: the cost is the same), and of the pixel oracle on real Sprites
+    (with data_dir); cpu-preset model. Returns {"eval_seq_per_s", "oracle_seq_per_s"}."""
+    from dataloader import SequenceData, load_sprites
+    from judge import DEFAULT_MEMBERS, Judge, JudgeConfig
+    from oracle import PixelOracle
     from swaps_experiments import swap_scores
     mcfg, _ = preset_configs("cpu")
     model = SPYL(mcfg).to(device)
-    judge = Judge(JudgeConfig()).to(device)
-    rng = np.random.default_rng(0)
-    data = SequenceData(rng.integers(0, 256, (n, 8, 64, 64, 3), dtype=np.uint8), np.zeros((n, 5), np.int64), "bench")
-    swap_scores(model, judge, SequenceData(data.x[:64], data.labels[:64], "bench"), device)
+    judges = {f"{a}-{s}": Judge(JudgeConfig(arch=a, seed=s)).to(device).eval() for a, s in DEFAULT_MEMBERS}
+    if data_dir:
+        train_set, test_set = load_sprites(data_dir, None, download=False)
+        data, oracle = SequenceData(test_set.x[:n], test_set.labels[:n], "bench"), PixelOracle(train_set, test_set)
+    else:
+        rng = np.random.default_rng(0)
+        data = SequenceData(rng.integers(0, 256, (n, 8, 64, 64, 3), dtype=np.uint8), np.zeros((n, 5), np.int64), "bench")
+        oracle = None
+    swap_scores(model, judges, SequenceData(data.x[:63], data.labels[:63], "bench"), device)  # warm-up
     t0 = time.perf_counter()
-    swap_scores(model, judge, data, device)
-    return n / (time.perf_counter() - t0)
+    swap_scores(model, judges, data, device)
+    out = {"eval_seq_per_s": n / (time.perf_counter() - t0), "judges": len(judges)}
+    if oracle is not None:
+        x = data.batch(np.arange(n), device)
+        t0 = time.perf_counter()
+        oracle.read(x, data.labels[:, 1:])
+        out["oracle_seq_per_s"] = n / (time.perf_counter() - t0)
+    return out
 
 
 def bench_data(sheets):
@@ -146,7 +160,7 @@ def main():
             print(f"  {preset:<6} {mode:<12} warm-up {rows[-1]['warm-up']:8.1f} seq/s   contrastive {rows[-1]['contrastive']:8.1f} seq/s"
                   f"   peak {rows[-1]['peak_mib']:7.0f} MiB   host RSS {rows[-1]['host_rss_mib']:7.0f} MiB", file=sys.stderr)
     report = {"device": str(device), "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-              "torch": torch.__version__, "steps": args.steps, "train_steps": rows, "eval_seq_per_s": bench_eval(device)}
+              "torch": torch.__version__, "steps": args.steps, "train_steps": rows, **bench_eval(device, args.data_dir)}
     if args.sheets:
         report["sprites_build_s"], report["sprites_load_s"] = bench_data(args.sheets)
     print(f"\n{'preset':<8}{'mode':<14}{'phase':<13}{'seq/s':>8}{'vs plain':>10}{'s/epoch':>9}{'peak MiB':>10}{'host MiB':>10}")
@@ -155,7 +169,8 @@ def main():
         for phase in ("warm-up", "contrastive"):
             ratio = f"{r[phase] / plain[phase]:.2f}x" if plain else "-"
             print(f"{r['preset']:<8}{r['mode']:<14}{phase:<13}{r[phase]:>8.1f}{ratio:>10}{9000 / r[phase]:>9.1f}{r['peak_mib']:>10.0f}{r['host_rss_mib']:>10.0f}")
-    print(f"\nswap evaluation: {report['eval_seq_per_s']:.0f} judge-scored sequences/s")
+    print(f"\nswap evaluation: {report['eval_seq_per_s']:.0f} sequences/s, each read by {report['judges']} judges"
+          + (f"; pixel oracle: {report['oracle_seq_per_s']:.0f} sequences/s" if "oracle_seq_per_s" in report else ""))
     if args.sheets:
         print(f"Sprites from the parts: built in {report['sprites_build_s']:.1f} s, loaded in {report['sprites_load_s']:.2f} s")
     atomic_write(args.out, lambda f: json.dump(report, f, indent=1), mode="w")

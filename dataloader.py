@@ -90,12 +90,12 @@ class SequenceData:
         fast convolutions want.
         """
         x = torch.from_numpy(self.x[idx])
-        _drop_mapped_pages(self.x)
+        drop_mapped_pages(self.x)
         x = x.to(device, non_blocking=True).permute(0, 1, 4, 2, 3)  # B x T x C x H x W
         return x.float().div_(255)
 
 
-def _drop_mapped_pages(x):
+def drop_mapped_pages(x):
     """Unmap the pages a memory-mapped array has read from this process's resident memory.
 
     The kernel keeps them in its page cache, so reading them again costs no disk
@@ -152,6 +152,12 @@ def character_labels(chars):
     """Character indices -> N x 4 static labels (skin, pants, top, hair)."""
     chars = np.asarray(chars)
     return np.stack([chars // 216, (chars // 36) % 6, (chars // 6) % 6, chars % 6], axis=1)
+
+
+def character_index(static_labels):
+    """N x 4 static labels (skin, pants, top, hair) -> N character indices (inverse of character_labels)."""
+    s = np.asarray(static_labels, dtype=np.int64)
+    return s[:, 0] * 216 + s[:, 1] * 36 + s[:, 2] * 6 + s[:, 3]
 
 
 def split_characters():

@@ -1,13 +1,26 @@
-"""The judge: a supervised classifier of Sprites sequences that scores disentanglement.
+"""The judges: supervised classifiers of Sprites sequences that score disentanglement.
 
-Per-frame conv encoder, a bidirectional LSTM over time, five heads on its final
-states: action (9) and skin, pants, top, hair (6 each). Trained on the training
-split only; it may judge only if it is near-perfect on the real test split.
+One judge is never trusted alone: two judges that are both perfect on real data
+can read a blurry generated frame differently, so the swap experiments ask an
+ensemble of independently trained judges and report their spread. Two
+architectures read a sequence differently:
+- `lstm`: a per-frame conv encoder to a feature vector, a bidirectional LSTM
+  over time, heads on its final states;
+- `spatial`: per-frame conv maps that keep the 8 x 8 spatial layout, pooled over
+  time (mean and max), heads on the pooled maps; no recurrence at all.
+Five heads each: action (9) and skin, pants, top, hair (6 each). Trained on 900
+of the 1000 training characters with a little pixel noise; one temperature per
+head is then fitted on the other 100 (never on the test split), because a judge
+trained with noise is right but under-confident on clean frames, which caps the
+IS of everything it reads. A judge may judge only if it is near-perfect and
+confident on the real test split (the gate below).
 
-    python judge.py                       # real Sprites -> weights/judge.pth
-    python judge.py --dataset builtin     # built-in set -> weights/judge_builtin.pth
+    python judge.py                       # real Sprites -> weights/judge-{lstm,spatial}-{0,1}.pth (+ .json)
+    python judge.py --dataset builtin     # built-in set -> weights/judge_builtin-*.pth
+    python judge.py --members lstm:3      # one more member
 """
 import argparse
+import glob
 import json
 import os
 import sys
@@ -20,26 +33,77 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from dataloader import LABEL_NAMES, N_CLASSES, batch_indices, load_dataset, prefetch
+from dataloader import LABEL_NAMES, N_CLASSES, SequenceData, batch_indices, character_index, drop_mapped_pages, load_dataset, prefetch
 from model import ConvFrameEncoder, SPYLConfig
 from utils import SPYLError, atomic_torch_save, atomic_write, load_checkpoint, pick_device, run_main, seed_everything
 
-MIN_ACCURACY = 0.995  # per head, on real test sequences, before a judge may score anything
 JUDGE_FORMAT = "spyl-judge"
+JUDGE_VERSION = 2
+# The gate, on the real test split: no model can score above what real data scores, so a judge
+# whose action softmax reads real sequences below IS 8.99 would cap every model's IS below it.
+MIN_ACCURACY = 0.999   # per head
+MIN_IS = 8.99          # of the action head (9 is the limit)
+MAX_H_Y_X = 0.01       # mean entropy of the action head, nats
+NOISE = 0.05           # std of the pixel noise the robustness figure is measured with
+ARCHS = ("lstm", "spatial")
+DEFAULT_MEMBERS = (("lstm", 0), ("lstm", 1), ("spatial", 0), ("spatial", 1))
+HELD_OUT_FRACTION = 0.1  # of the training characters (100 of Sprites' 1000), for the temperatures
 
 
-def default_path(dataset):
-    """Where the judge for a data set lives: weights/judge.pth for Sprites."""
-    return "weights/judge.pth" if dataset == "sprites" else f"weights/judge_{dataset}.pth"
+def judge_path(dataset, arch, seed, folder="weights"):
+    """File of one ensemble member: weights/judge-lstm-0.pth (Sprites), weights/judge_builtin-lstm-0.pth."""
+    stem = "judge" if dataset == "sprites" else f"judge_{dataset}"
+    return os.path.join(folder, f"{stem}-{arch}-{seed}.pth")
+
+
+def judge_paths(dataset, folder="weights"):
+    """Every ensemble member for a data set found in folder, sorted by name."""
+    stem = "judge" if dataset == "sprites" else f"judge_{dataset}"
+    return sorted(glob.glob(os.path.join(folder, f"{stem}-*.pth")))
+
+
+def inception_metrics(probs):
+    """IS, H(y|x), H(y) (natural log) from N x K class probabilities.
+
+    IS = exp(mean_x KL(p(y|x) || p(y))) = exp(H(y) - H(y|x)); H(y|x) = mean entropy;
+    H(y) = entropy of the mean.
+    """
+    probs = probs.double().clamp_min(1e-12)
+    p_y = probs.mean(0)
+    h_y_x = -(probs * probs.log()).sum(1).mean()
+    h_y = -(p_y * p_y.log()).sum()
+    kl = (probs * (probs.log() - p_y.log())).sum(1).mean()
+    return {"IS": kl.exp().item(), "H(y|x)": h_y_x.item(), "H(y)": h_y.item()}
 
 
 @dataclass
 class JudgeConfig:
-    """The judge's architecture and the data set it judges."""
+    """The judge's architecture, its seed and the data set it judges."""
     dataset: str = "sprites"
+    arch: str = "lstm"      # lstm or spatial (see the module docstring)
     conv_width: int = 16
-    g_dim: int = 64
-    hidden: int = 64
+    g_dim: int = 64         # lstm: per-frame feature
+    hidden: int = 64        # lstm: hidden size per direction
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise SPYLError(f"unknown judge arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
+
+
+class SpatialFrames(nn.Module):
+    """Per-frame conv maps: 3 x 64 x 64 -> 4w x 8 x 8, the layout of the frame kept."""
+
+    def __init__(self, width):
+        super().__init__()
+        layers, c_in = [], 3
+        for c_out in (width, 2 * width, 4 * width):
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True)]
+            c_in = c_out
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)
 
 
 class Judge(nn.Module):
@@ -48,86 +112,181 @@ class Judge(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         self.config = cfg
-        self.frames = ConvFrameEncoder(SPYLConfig(conv_width=cfg.conv_width, g_dim=cfg.g_dim))
-        self.lstm = nn.LSTM(cfg.g_dim, cfg.hidden, batch_first=True, bidirectional=True)
-        self.heads = nn.ModuleList(nn.Linear(2 * cfg.hidden, k) for k in N_CLASSES)
+        if cfg.arch == "lstm":
+            self.frames = ConvFrameEncoder(SPYLConfig(conv_width=cfg.conv_width, g_dim=cfg.g_dim))
+            self.lstm = nn.LSTM(cfg.g_dim, cfg.hidden, batch_first=True, bidirectional=True)
+            features = 2 * cfg.hidden
+        else:
+            self.frames = SpatialFrames(cfg.conv_width)
+            features = 2 * 4 * cfg.conv_width * 8 * 8
+        self.heads = nn.ModuleList(nn.Linear(features, k) for k in N_CLASSES)
+        self.register_buffer("temperature", torch.ones(len(N_CLASSES)))  # per head, fitted after training
 
     def forward(self, x):
         B, T = x.shape[:2]
-        h, _ = self.lstm(self.frames(x.flatten(0, 1)).view(B, T, -1))     # B x T x 2H
-        H = self.config.hidden
-        h = torch.cat([h[:, -1, :H], h[:, 0, H:]], dim=1)                  # B x 2H
-        return [head(h) for head in self.heads]
+        f = self.frames(x.flatten(0, 1))
+        if self.config.arch == "lstm":
+            h, _ = self.lstm(f.view(B, T, -1))                                   # B x T x 2H
+            H = self.config.hidden
+            h = torch.cat([h[:, -1, :H], h[:, 0, H:]], dim=1)                   # B x 2H
+        else:
+            f = f.view(B, T, *f.shape[1:])                                       # B x T x 4w x 8 x 8
+            h = torch.cat([f.mean(1), f.amax(1)], dim=1).flatten(1)              # B x (2 * 4w * 64)
+        return [head(h) / t for head, t in zip(self.heads, self.temperature)]
 
-    def save(self, path, accuracy):
-        """State dict, config and per-head test accuracy, written atomically."""
-        atomic_torch_save({"format": JUDGE_FORMAT, "version": 1, "config": asdict(self.config), "accuracy": accuracy,
+    def save(self, path, report):
+        """State dict, config and the test report (accuracy, calibration), written atomically."""
+        atomic_torch_save({"format": JUDGE_FORMAT, "version": JUDGE_VERSION, "config": asdict(self.config), "report": report,
                            "model": {k: v.detach().cpu() for k, v in self.state_dict().items()}}, path)
 
     @classmethod
-    def load(cls, path, dataset=None, map_location="cpu", min_accuracy=MIN_ACCURACY):
-        """Load a judge that may judge: trained on `dataset`, with a recorded test accuracy
-        of at least min_accuracy on every head."""
+    def load(cls, path, dataset=None, map_location="cpu"):
+        """Load a judge that may judge: trained on `dataset` and passing the gate on real test
+        sequences (accuracy per head, IS and H(y|x) of the action head), as recorded at training."""
         ckpt = load_checkpoint(path)
         if not isinstance(ckpt, dict) or ckpt.get("format") != JUDGE_FORMAT:
             raise SPYLError(f"{path} is not a judge checkpoint; train one with `python judge.py`")
+        if ckpt.get("version") != JUDGE_VERSION:
+            raise SPYLError(f"{path} is a judge of format version {ckpt.get('version', 1)}, without the calibration record "
+                            f"this code requires; retrain the judges with `python judge.py`")
         cfg = JudgeConfig(**ckpt["config"])
         if dataset is not None and cfg.dataset != dataset:
-            raise SPYLError(f"{path} judges the {cfg.dataset} set, not {dataset}; train one with `python judge.py --dataset {dataset}`")
-        acc = ckpt.get("accuracy") or {}
-        low = {k: acc.get(k) for k in LABEL_NAMES if acc.get(k) is None or acc[k] < min_accuracy}
-        if low:
-            raise SPYLError(f"{path} may not judge: its recorded test accuracy {low} is missing or below {min_accuracy:.1%} per head; retrain it")
+            raise SPYLError(f"{path} judges the {cfg.dataset} set, not {dataset}; train judges with `python judge.py --dataset {dataset}`")
+        failed = gate_failures(ckpt.get("report") or {})
+        if failed:
+            raise SPYLError(f"{path} may not judge: on real test sequences {'; '.join(failed)}; retrain it")
         judge = cls(cfg)
         try:
             judge.load_state_dict(ckpt["model"])
         except RuntimeError:
             raise SPYLError(f"{path} has weights of another shape than its config; the file is damaged") from None
-        judge.accuracy = acc
+        judge.report = ckpt["report"]
         return judge.to(map_location).eval()
 
 
+def gate_failures(report):
+    """What a judge's test report misses of the gate, as short phrases (empty: it may judge)."""
+    acc, cal = report.get("accuracy") or {}, report.get("action_calibration") or {}
+    failed = [f"{k} accuracy {acc.get(k)} is missing or below {MIN_ACCURACY:.1%}" for k in LABEL_NAMES
+              if acc.get(k) is None or acc[k] < MIN_ACCURACY]
+    if cal.get("IS") is None or cal["IS"] < MIN_IS:
+        failed.append(f"action IS {cal.get('IS')} is missing or below {MIN_IS}")
+    if cal.get("H(y|x)") is None or cal["H(y|x)"] > MAX_H_Y_X:
+        failed.append(f"action H(y|x) {cal.get('H(y|x)')} is missing or above {MAX_H_Y_X}")
+    return failed
+
+
+def load_judges(paths, dataset, device="cpu"):
+    """{file name: Judge} for the given judge files, each through the gate; one line if there are none."""
+    if not paths:
+        raise SPYLError(f"no judges for the {dataset} set in weights/; train them with `python judge.py --dataset {dataset}`")
+    for p in paths:
+        if not os.path.isfile(p):
+            raise SPYLError(f"no judge at {p}; train judges with `python judge.py --dataset {dataset}`")
+    return {os.path.basename(p): Judge.load(p, dataset, device) for p in paths}
+
+
 @torch.no_grad()
-def accuracy(judge, data, device, batch_size=256):
-    """Per-head accuracy of the judge on a whole SequenceData."""
+def test_report(judge, data, device, batch_size=256, noise=NOISE, seed=0):
+    """Per-head accuracy on data, the same under pixel noise of std `noise`, and the action head's
+    IS, H(y|x), H(y): the record the gate reads."""
     judge.eval()
-    correct = np.zeros(len(N_CLASSES))
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    correct, noisy, probs = np.zeros(len(N_CLASSES)), np.zeros(len(N_CLASSES)), []
     for idx in np.array_split(np.arange(len(data)), max(1, len(data) // batch_size)):
-        logits = judge(data.batch(idx, device))
+        x = data.batch(idx, device)
         y = torch.from_numpy(data.labels[idx]).to(device)
+        logits = judge(x)
+        probs.append(logits[0].float().softmax(1).cpu())
         correct += [(l.argmax(1) == y[:, k]).sum().item() for k, l in enumerate(logits)]
-    return {name: float(c / len(data)) for name, c in zip(LABEL_NAMES, correct)}
+        x_noisy = (x + noise * torch.randn(x.shape, generator=gen).to(device)).clamp_(0, 1)
+        noisy += [(l.argmax(1) == y[:, k]).sum().item() for k, l in enumerate(judge(x_noisy))]
+    return {"accuracy": {n: float(c / len(data)) for n, c in zip(LABEL_NAMES, correct)},
+            f"accuracy_noise_{noise}": {n: float(c / len(data)) for n, c in zip(LABEL_NAMES, noisy)},
+            "action_calibration": inception_metrics(torch.cat(probs))}
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description="Train the judge classifier.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", default="sprites", help="sprites or builtin")
-    p.add_argument("--sheets", default="", help="folder of sprite-sheet parts or pre-built npy files")
-    p.add_argument("--data-dir", default="data")
-    p.add_argument("--chars", type=int, default=0, help="built-in set: use this many characters (0: all)")
-    p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--out", default="", help="default: weights/judge.pth (Sprites) or weights/judge_builtin.pth")
-    a = p.parse_args(argv)
-    device = pick_device(a.device)
-    seed_everything(a.seed)
-    if a.dataset not in ("sprites", "builtin"):
-        raise SPYLError(f"unknown dataset {a.dataset!r}; use sprites or builtin")
-    train, test = load_dataset(a.dataset, a.data_dir, a.sheets or None, a.chars or None)
-    out = a.out or default_path(train.name)
-    judge = Judge(JudgeConfig(dataset=train.name)).to(device)
-    opt = torch.optim.Adam(judge.parameters(), lr=a.lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, a.lr, total_steps=a.epochs * (len(train) // a.batch_size))
-    for epoch in range(a.epochs):
+def hold_out(train, fraction=HELD_OUT_FRACTION, seed=0):
+    """Split the training set by character: (fit, held-out), the held-out set a fraction of the
+    characters (all their sequences), for fitting temperatures without touching the test split."""
+    chars = np.unique(character_index(train.labels[:, 1:5]))
+    held = np.random.default_rng(seed).choice(chars, max(1, round(fraction * len(chars))), replace=False)
+    chars = character_index(train.labels[:, 1:5])
+    mask = np.isin(chars, held)
+    # index arrays copy out of the memory-mapped file: about 10% of it is held out, the rest is read in batches
+    fit, out = np.flatnonzero(~mask), np.flatnonzero(mask)
+    return (SequenceData(_Rows(train.x, fit), train.labels[fit], train.name),
+            SequenceData(np.asarray(train.x[out]), train.labels[out], train.name))
+
+
+class _Rows:
+    """A view of some rows of an array (memory-mapped or not) that reads only the rows asked for."""
+
+    def __init__(self, x, rows):
+        self.x, self.rows = x, rows
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, idx):
+        out = self.x[self.rows[idx]]
+        drop_mapped_pages(self.x)
+        return out
+
+
+@torch.no_grad()
+def fit_temperature(judge, data, device, noise, seed=0, batch_size=256, tolerance=1e-3):
+    """Per head, a temperature fitted to the held-out sequences (read with pixel noise of std
+    `noise`, as in training) by their negative log-likelihood; sets judge.temperature.
+
+    A held-out set the judge gets entirely right has no finite NLL optimum (sharper is always
+    a little better), so of the log grid 0.01 .. 10 we take the largest temperature whose NLL
+    is within `tolerance` nats of the grid's best: as sharp as the held-out data asks, no sharper.
+    """
+    judge.eval()
+    judge.temperature.fill_(1.0)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    logits, labels = [[] for _ in N_CLASSES], []
+    for idx in np.array_split(np.arange(len(data)), max(1, len(data) // batch_size)):
+        x = data.batch(idx, device)
+        x = (x + noise * torch.randn(x.shape, generator=gen).to(device)).clamp_(0, 1)
+        for k, l in enumerate(judge(x)):
+            logits[k].append(l.float().cpu())
+        labels.append(torch.from_numpy(data.labels[idx]))
+    y = torch.cat(labels)
+    for k, l in enumerate(logits):
+        judge.temperature[k] = temperature_for(torch.cat(l), y[:, k], tolerance)
+    return judge.temperature.tolist()
+
+
+def temperature_for(logits, y, tolerance=1e-3):
+    """The largest temperature on the log grid 0.01 .. 10 whose NLL of labels y (N) under
+    logits / T (N x K) is within `tolerance` nats of the grid's best."""
+    grid = torch.logspace(-2, 1, 301)
+    nll = torch.stack([F.cross_entropy(logits / t, y) for t in grid])
+    return grid[nll <= nll.min() + tolerance].max().item()
+
+
+def train_judge(cfg, train, test, device, epochs, batch_size, lr, max_noise=2 * NOISE):
+    """Train one judge on the training characters but a held-out tenth (pixel noise of random std
+    up to max_noise on every sequence, so it does not hang on exact pixel values), fit its
+    temperatures on the held-out characters; returns (judge, test report)."""
+    seed_everything(cfg.seed)
+    train, held_out = hold_out(train, seed=cfg.seed)
+    judge = Judge(cfg).to(device)
+    opt = torch.optim.Adam(judge.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * (len(train) // batch_size))
+    name = f"{cfg.arch}-{cfg.seed}"
+    for epoch in range(epochs):
         judge.train()
         t0 = time.time()
-        batches = batch_indices(len(train), a.batch_size, a.seed, epoch)
-        bar = tqdm(prefetch(train, batches, device), total=len(batches), desc=f"judge epoch {epoch + 1}/{a.epochs}", leave=False, file=sys.stderr)
+        batches = batch_indices(len(train), batch_size, cfg.seed, epoch)
+        bar = tqdm(prefetch(train, batches, device), total=len(batches), desc=f"judge {name} epoch {epoch + 1}/{epochs}",
+                   leave=False, file=sys.stderr)
         for step, (x, idx) in enumerate(zip(bar, batches)):
             y = torch.from_numpy(train.labels[idx]).to(device)
+            sigma = max_noise * torch.rand(len(x), 1, 1, 1, 1, device=device)
+            x = (x + sigma * torch.randn_like(x)).clamp_(0, 1)
             loss = sum(F.cross_entropy(l, y[:, k]) for k, l in enumerate(judge(x)))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -135,13 +294,55 @@ def main(argv=None):
             sched.step()
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss.item():.4f}")
-        acc = accuracy(judge, test, device)
-        print(f"judge epoch {epoch + 1}/{a.epochs} | test accuracy " + " ".join(f"{k} {v:.4f}" for k, v in acc.items())
-              + f" | {time.time() - t0:.0f}s", file=sys.stderr)
-    judge.save(out, acc)
-    atomic_write(os.path.splitext(out)[0] + ".json", lambda f: json.dump({"dataset": train.name, "test_accuracy": acc}, f, indent=1), mode="w")
-    verdict = "may judge" if min(acc.values()) >= MIN_ACCURACY else f"is below {MIN_ACCURACY:.1%} on some head and may NOT judge"
-    print(f"judge written to {out}; it {verdict}", file=sys.stderr)
+        print(f"judge {name} epoch {epoch + 1}/{epochs} | last loss {loss.item():.2e} | {time.time() - t0:.0f}s", file=sys.stderr)
+    temps = fit_temperature(judge, held_out, device, max_noise)
+    print(f"judge {name}: temperatures fitted on {len(held_out)} held-out training sequences: "
+          + " ".join(f"{n} {t:.3f}" for n, t in zip(LABEL_NAMES, temps)), file=sys.stderr)
+    return judge, {"temperature": dict(zip(LABEL_NAMES, temps)), "held_out_sequences": len(held_out), **test_report(judge, test, device)}
+
+
+def parse_members(text):
+    """'lstm:0,spatial:1' -> [('lstm', 0), ('spatial', 1)], or one line saying what is wrong."""
+    members = []
+    for item in text.split(","):
+        arch, _, seed = item.partition(":")
+        if arch not in ARCHS or not seed.isdigit():
+            raise SPYLError(f"--members takes ARCH:SEED items separated by commas, ARCH one of {', '.join(ARCHS)}; got {item!r}")
+        members.append((arch, int(seed)))
+    return members
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Train the judge ensemble.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", default="sprites", help="sprites or builtin")
+    p.add_argument("--members", default=",".join(f"{a}:{s}" for a, s in DEFAULT_MEMBERS), help="ARCH:SEED,... judges to train")
+    p.add_argument("--sheets", default="", help="folder of sprite-sheet parts or pre-built npy files")
+    p.add_argument("--data-dir", default="data")
+    p.add_argument("--chars", type=int, default=0, help="built-in set: use this many characters (0: all)")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out-dir", default="weights")
+    a = p.parse_args(argv)
+    members = parse_members(a.members)
+    if a.dataset not in ("sprites", "builtin"):
+        raise SPYLError(f"unknown dataset {a.dataset!r}; use sprites or builtin")
+    device = pick_device(a.device)
+    train, test = load_dataset(a.dataset, a.data_dir, a.sheets or None, a.chars or None)
+    for arch, seed in members:
+        t0 = time.time()
+        judge, report = train_judge(JudgeConfig(dataset=train.name, arch=arch, seed=seed), train, test, device, a.epochs, a.batch_size, a.lr)
+        report = {"dataset": train.name, "arch": arch, "seed": seed, "epochs": a.epochs, "test_sequences": len(test),
+                  "train_seconds": round(time.time() - t0), **report}
+        out = judge_path(train.name, arch, seed, a.out_dir)
+        judge.save(out, report)
+        atomic_write(os.path.splitext(out)[0] + ".json", lambda f: json.dump(report, f, indent=1), mode="w")
+        failed = gate_failures(report)
+        cal = report["action_calibration"]
+        print(f"{out}: test accuracy " + " ".join(f"{k} {v:.4f}" for k, v in report["accuracy"].items())
+              + f" | IS {cal['IS']:.4f} H(y|x) {cal['H(y|x)']:.5f} | "
+              + ("may judge" if not failed else "may NOT judge: " + "; ".join(failed)), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -2,17 +2,24 @@
 
     python swaps_experiments.py                          # weights/model.pth, judged on the Sprites test set
     python swaps_experiments.py --weights runs/spyl/checkpoint.pt --repeats 5
+    python swaps_experiments.py --markdown fig/swaps.json fig/swaps_dsvae.json   # the README table
 
 Quantitative (the customary protocol, over the whole test set, no batch dropped):
 - action accuracy: keep each test sequence's dynamic posterior means, draw
-  s ~ N(0, I), decode, ask the judge for the action;
+  s ~ N(0, I), decode, ask the judges for the action;
 - static accuracy per attribute: keep the static posterior mean, draw the
-  dynamics from the prior, decode, ask the judge for skin, pants, top, hair;
+  dynamics from the prior, decode, ask the judges for skin, pants, top, hair;
 - leakage: the appearance heads on the action-kept samples (chance 1/6) and the
   action head on the static-kept samples (chance 1/9);
-- IS, H(y|x), H(y) of the judge's action softmax on the action-kept samples.
-Each figure is the mean and standard deviation over --repeats fresh draws.
-Visual: swap grids (PNG and animated GIF) and sample grids in fig/.
+- IS, H(y|x), H(y) of each judge's action softmax on the action-kept samples;
+- oracle_<attr>: the static accuracy read by the pixel oracle (oracle.py), no classifier;
+- oracle_real_frames: the fraction of static-kept frames within RMS 0.03 of a real frame of
+  their character (blends of poses are not), and the same for the reconstructions
+  (posterior s and d, deterministic: one pass), what the prior's samples should reach.
+Every judge of the ensemble (judge.py) reads the same generated sequences; each
+figure is the mean over judges, its standard deviation over --repeats fresh
+draws, each judge's own mean and the judges' spread (max - min).
+Visual: labelled swap grids (PNG and animated GIF) and static-kept samples in fig/.
 """
 import argparse
 import io
@@ -25,32 +32,30 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dataloader import ATTRIBUTES, load_dataset
-from judge import Judge, default_path
+from dataloader import ATTRIBUTES, N_CHARACTERS, load_dataset
+from judge import inception_metrics, judge_paths, load_judges
 from model import SPYL
-from utils import (SPYLError, atomic_write, figure, load_checkpoint, pick_device, run_main, save_figure, save_png, seed_everything,
-                   sequence_grid, sha256_file)
+from oracle import REAL_FRAME_RMS, PixelOracle
+from utils import (SPYLError, atomic_write, figure, load_checkpoint, pick_device, run_main, save_figure, save_labelled_grid,
+                   seed_everything, sequence_grid, sha256_file)
 
-
-def inception_metrics(probs):
-    """IS, H(y|x), H(y) (natural log) from N x K class probabilities.
-
-    IS = exp(mean_x KL(p(y|x) || p(y))); H(y|x) = mean entropy; H(y) = entropy of the mean.
-    """
-    probs = probs.double().clamp_min(1e-12)
-    p_y = probs.mean(0)
-    h_y_x = -(probs * probs.log()).sum(1).mean()
-    h_y = -(p_y * p_y.log()).sum()
-    kl = (probs * (probs.log() - p_y.log())).sum(1).mean()
-    return {"IS": kl.exp().item(), "H(y|x)": h_y_x.item(), "H(y)": h_y.item()}
+INFO_FIGURES = ("IS", "H(y|x)", "H(y)")
+ORACLE_FIGURES = tuple(f"oracle_{a}" for a in ATTRIBUTES) + ("oracle_real_frames",)
+# Judges that disagree by more than this on a figure get it flagged: 1 point of accuracy; 0.05 on IS and the entropies.
+FLAG = {"accuracy": 0.01, "info": 0.05}
+BATCH = 252  # 28 whole characters of the test set (9 sequences each), so the oracle renders each character once
 
 
 @torch.no_grad()
-def swap_scores(model, judge, data, device, batch_size=256):
-    """One draw of every figure over the whole of data (no partial batch dropped)."""
-    model.eval(), judge.eval()
-    correct = {k: 0.0 for k in ("action", *ATTRIBUTES, "action|static_kept", *(f"{a}|action_kept" for a in ATTRIBUTES))}
-    action_probs = []
+def swap_scores(model, judges, data, device, oracle=None, batch_size=BATCH):
+    """One draw of every figure over the whole of data (no partial batch dropped), every judge
+    reading the same generated sequences. judges: {name: Judge}. Returns
+    ({judge name: {figure: value}}, {oracle figure: value}, empty without an oracle)."""
+    model.eval()
+    figures = ("action", *ATTRIBUTES, "action|static_kept", *(f"{a}|action_kept" for a in ATTRIBUTES))
+    correct = {name: dict.fromkeys(figures, 0.0) for name in judges}
+    probs = {name: [] for name in judges}
+    oracle_correct, real_frames = np.zeros(len(ATTRIBUTES)), 0.0
     for start in range(0, len(data), batch_size):
         idx = np.arange(start, min(start + batch_size, len(data)))
         x, y = data.batch(idx, device), torch.from_numpy(data.labels[idx]).to(device)
@@ -58,40 +63,112 @@ def swap_scores(model, judge, data, device, batch_size=256):
         s_mean, _, d_mean, _ = model.encode(x)
         x_action = model.decode(model.sample_static(B), d_mean)          # motion kept, appearance drawn
         x_static = model.decode(s_mean, model.sample_dynamics(B, T))     # appearance kept, motion drawn
-        la, ls = judge(x_action), judge(x_static)
-        action_probs.append(la[0].float().softmax(1).cpu())
-        correct["action"] += (la[0].argmax(1) == y[:, 0]).sum().item()
-        correct["action|static_kept"] += (ls[0].argmax(1) == y[:, 0]).sum().item()
-        for k, a in enumerate(ATTRIBUTES, start=1):
-            correct[a] += (ls[k].argmax(1) == y[:, k]).sum().item()
-            correct[f"{a}|action_kept"] += (la[k].argmax(1) == y[:, k]).sum().item()
-    scores = {k: v / len(data) for k, v in correct.items()}
-    scores.update(inception_metrics(torch.cat(action_probs)))
-    return scores
+        for name, judge in judges.items():
+            la, ls = judge(x_action), judge(x_static)
+            probs[name].append(la[0].float().softmax(1).cpu())
+            c = correct[name]
+            c["action"] += (la[0].argmax(1) == y[:, 0]).sum().item()
+            c["action|static_kept"] += (ls[0].argmax(1) == y[:, 0]).sum().item()
+            for k, a in enumerate(ATTRIBUTES, start=1):
+                c[a] += (ls[k].argmax(1) == y[:, k]).sum().item()
+                c[f"{a}|action_kept"] += (la[k].argmax(1) == y[:, k]).sum().item()
+        if oracle is not None:
+            read, rms = oracle.read(x_static, data.labels[idx, 1:], distances=True)
+            oracle_correct += (read == data.labels[idx, 1:]).sum(0)
+            real_frames += (rms < REAL_FRAME_RMS).mean(1).sum()
+    scores = {name: {**{k: v / len(data) for k, v in correct[name].items()}, **inception_metrics(torch.cat(probs[name]))}
+              for name in judges}
+    oracle_scores = {k: float(v / len(data)) for k, v in zip(ORACLE_FIGURES, [*oracle_correct, real_frames])} if oracle is not None else {}
+    return scores, oracle_scores
 
 
-def evaluate(model, judge, data, device, repeats=5, seed=0, progress=True):
-    """Mean and standard deviation of every figure over `repeats` fresh draws."""
+def evaluate(model, judges, data, device, repeats=5, seed=0, oracle=None, progress=True):
+    """Every figure over `repeats` fresh draws: {figure: {"mean", "std", "judges", "spread"}}.
+
+    mean and std are over repeats of the judges' mean; "judges" holds each judge's mean over
+    repeats and "spread" their max - min. Oracle figures have mean and std only.
+    """
     seed_everything(seed)
-    runs = [swap_scores(model, judge, data, device) for _ in tqdm(range(repeats), desc="swap repeats", disable=not progress, leave=False, file=sys.stderr)]
-    return {k: {"mean": float(np.mean([r[k] for r in runs])), "std": float(np.std([r[k] for r in runs]))} for k in runs[0]}
+    runs = [swap_scores(model, judges, data, device, oracle)
+            for _ in tqdm(range(repeats), desc="swap repeats", disable=not progress, leave=False, file=sys.stderr)]
+    results = {}
+    for k in runs[0][0][next(iter(judges))]:
+        per_judge = {name: float(np.mean([r[0][name][k] for r in runs])) for name in judges}
+        per_repeat = [np.mean([r[0][name][k] for name in judges]) for r in runs]
+        results[k] = {"mean": float(np.mean(per_repeat)), "std": float(np.std(per_repeat)), "judges": per_judge,
+                      "spread": max(per_judge.values()) - min(per_judge.values())}
+    for k in runs[0][1]:
+        results[k] = {"mean": float(np.mean([r[1][k] for r in runs])), "std": float(np.std([r[1][k] for r in runs]))}
+    if oracle is not None:
+        results["oracle_real_frames_recon"] = {"mean": reconstruction_realism(model, oracle, data, device), "std": 0.0}
+    return results
+
+
+@torch.no_grad()
+def reconstruction_realism(model, oracle, data, device, batch_size=BATCH):
+    """Fraction of reconstructed frames (posterior means of s and d) within REAL_FRAME_RMS of a real
+    frame of their character: the ceiling for oracle_real_frames."""
+    model.eval()
+    near = 0.0
+    for start in range(0, len(data), batch_size):
+        idx = np.arange(start, min(start + batch_size, len(data)))
+        s_mean, _, d_mean, _ = model.encode(data.batch(idx, device))
+        _, rms = oracle.read(model.decode(s_mean, d_mean), data.labels[idx, 1:], distances=True)
+        near += (rms < REAL_FRAME_RMS).mean(1).sum()
+    return float(near / len(data))
+
+
+def flagged(figure, result):
+    """True if the judges disagree on this figure by more than the flag threshold."""
+    limit = FLAG["info"] if figure in INFO_FIGURES else FLAG["accuracy"]
+    return result.get("spread", 0.0) > limit
 
 
 def format_table(results):
-    """The figures as a plain-text table, with what chance would score."""
+    """The figures as a plain-text table: mean over judges, std over repeats, the judges' spread and
+    range, what chance would score, and a flag where the judges disagree."""
     chance = {"action": 1 / 9, "action|static_kept": 1 / 9, **{a: 1 / 6 for a in ATTRIBUTES},
-              **{f"{a}|action_kept": 1 / 6 for a in ATTRIBUTES}, "IS": 1.0, "H(y|x)": math.log(9), "H(y)": 0.0}
-    lines = [f"{'figure':<20}{'mean':>10}{'std':>9}{'chance':>9}"]
+              **{f"{a}|action_kept": 1 / 6 for a in ATTRIBUTES}, "IS": 1.0, "H(y|x)": math.log(9), "H(y)": 0.0,
+              **{k: 1 / 6 for k in ORACLE_FIGURES[:4]}, "oracle_real_frames": 0.0, "oracle_real_frames_recon": 0.0}
+    lines = [f"{'figure':<20}{'mean':>10}{'std':>9}{'spread':>9}{'judges':>20}{'chance':>9}"]
     for k, v in results.items():
-        fmt = (lambda z: f"{z:.4f}") if k in ("IS", "H(y|x)", "H(y)") else (lambda z: f"{100 * z:.2f}%")
-        lines.append(f"{k:<20}{fmt(v['mean']):>10}{fmt(v['std']):>9}{fmt(chance[k]):>9}")
+        fmt = (lambda z: f"{z:.4f}") if k in INFO_FIGURES else (lambda z: f"{100 * z:.2f}%")
+        if "judges" in v:
+            lo, hi = min(v["judges"].values()), max(v["judges"].values())
+            spread, judges = fmt(v["spread"]), f"{fmt(lo)}..{fmt(hi)}"
+        else:
+            spread, judges = "-", "(oracle)"
+        flag = "  <- judges disagree" if flagged(k, v) else ""
+        lines.append(f"{k:<20}{fmt(v['mean']):>10}{fmt(v['std']):>9}{spread:>9}{judges:>20}{fmt(chance[k]):>9}{flag}")
+    return "\n".join(lines)
+
+
+def markdown_rows(reports):
+    """README results rows from swaps JSON reports: mean (std over repeats) [judges' spread], oracle beside."""
+    cols = ["action", *ATTRIBUTES, *ORACLE_FIGURES[:4], "IS", "H(y|x)", "action|static_kept", "oracle_real_frames"]
+    head = "| weights | " + " | ".join(c.replace("|", "\\|") for c in cols) + " |"
+    lines = [head, "|" + " --- |" * (len(cols) + 1)]
+    for rep in reports:
+        r = rep["results"]
+        cells = []
+        for c in cols:
+            if c not in r:
+                cells.append("")
+                continue
+            v, pct = r[c], c not in INFO_FIGURES
+            val = f"{100 * v['mean']:.2f}% ({100 * v['std']:.2f})" if pct else f"{v['mean']:.3f} ({v['std']:.3f})"
+            if "spread" in v:
+                val += f" [{100 * v['spread']:.2f}]" if pct else f" [{v['spread']:.3f}]"
+            cells.append(val)
+        lines.append(f"| `{rep['weights']}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 @torch.no_grad()
-def swap_figures(model, data, device, fig_dir, pairs, seed=0):
-    """Swap grid per pair (rows: A, B, A's appearance with B's motion, B's with A's) as PNG and GIF,
-    and a grid of fresh samples; returns the paths written."""
+def swap_figures(model, data, device, fig_dir, pairs, seed=0, oracle=None):
+    """Labelled swap grid per pair (rows: A, B, A's appearance with B's motion, B's with A's) as PNG
+    and GIF, and static-kept samples (appearance kept, motion from the prior; with the oracle's
+    reading where there is an oracle); returns the paths written."""
     from PIL import Image
     model.eval()
     seed_everything(seed)
@@ -99,9 +176,11 @@ def swap_figures(model, data, device, fig_dir, pairs, seed=0):
     xa, xb = data.batch(np.array([p[0] for p in pairs]), device), data.batch(np.array([p[1] for p in pairs]), device)
     ab, ba = model.swap(xa, xb)
     rows = [r for i in range(len(pairs)) for r in (xa[i], xb[i], ab[i], ba[i])]
-    grid = sequence_grid(rows)
+    labels = []
+    for i, (a, b) in enumerate(pairs, start=1):
+        labels += [f"pair {i}: A = test #{a}", f"pair {i}: B = test #{b}", "A's look, B's motion", "B's look, A's motion"]
     path = os.path.join(fig_dir, "swap.png")
-    save_png(grid, path, scale=2)
+    save_labelled_grid(rows, labels, path)
     written.append(path)
     T = xa.shape[1]
     frames = []
@@ -113,13 +192,24 @@ def swap_figures(model, data, device, fig_dir, pairs, seed=0):
     path = os.path.join(fig_dir, "swap.gif")
     atomic_write(path, lambda f: f.write(buf.getvalue()))
     written.append(path)
-    # fixed appearance with sampled motions, then fixed motion with sampled appearances
-    n = 4
-    s_mean, _, d_mean, _ = model.encode(xa[:1])
-    fixed_s = model.decode(s_mean.expand(n, -1), model.sample_dynamics(n, T))
-    fixed_d = model.decode(model.sample_static(n), d_mean.expand(n, -1, -1))
-    path = os.path.join(fig_dir, "samples.png")
-    save_png(sequence_grid([xa[0], *fixed_s, xa[0], *fixed_d]), path, scale=2)
+    # what the static figures judge: each test sequence, then its appearance with motions from the prior
+    n = 3
+    rows, labels = [], []
+    for i in sorted({p[0] for p in pairs}):
+        x = data.batch(np.array([i]), device)
+        s_mean = model.encode(x)[0]
+        samples = model.decode(s_mean.expand(n, -1), model.sample_dynamics(n, T))
+        read = oracle.read(samples, np.repeat(data.labels[i:i + 1, 1:], n, axis=0)) if oracle is not None else None
+        rows += [x[0], *samples]
+        labels.append(f"test #{i}: " + " ".join(f"{a} {v}" for a, v in zip(ATTRIBUTES, data.labels[i, 1:])))
+        for j in range(n):
+            text = f"kept look, prior motion {j + 1}"
+            if read is not None:
+                wrong = [f"{a} {v}" for a, v, t in zip(ATTRIBUTES, read[j], data.labels[i, 1:]) if v != t]
+                text += ": oracle " + ("reads all 4 right" if not wrong else "reads " + ", ".join(wrong))
+            labels.append(text)
+    path = os.path.join(fig_dir, "static_kept.png")
+    save_labelled_grid(rows, labels, path, label_width=330)
     written.append(path)
     return written
 
@@ -148,9 +238,11 @@ def plot_swap_curves(run_dirs, path):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Swap experiments with a judge.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description="Swap experiments with a judge ensemble and the pixel oracle.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--weights", default="weights/model.pth", help="a model (SPYL.save) or a train.py checkpoint")
-    p.add_argument("--judge", default="", help="default: the judge for the model's data set in weights/")
+    p.add_argument("--judges", nargs="+", default=None, metavar="PATH", help="default: every judge for the model's data set in weights/")
+    p.add_argument("--no-oracle", action="store_true", help="skip the pixel oracle")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pairs", default="", help="test pairs for the figure, e.g. 0:9,100:2000 (default: 3 at random)")
@@ -161,26 +253,47 @@ def main(argv=None):
     p.add_argument("--fig-dir", default="fig")
     p.add_argument("--out-json", default="", help="default: <fig-dir>/swaps.json")
     p.add_argument("--curves", nargs="+", metavar="RUN_DIR", help="only plot swap accuracy against epoch for these train.py run folders")
+    p.add_argument("--markdown", nargs="+", metavar="JSON", help="only print the README results table from these swaps JSON files")
     a = p.parse_args(argv)
     if a.curves:
         path = os.path.join(a.fig_dir, "swap_accuracy.png")
         plot_swap_curves(a.curves, path)
         print(f"wrote {path}")
         return
+    if a.markdown:
+        reports = []
+        for path in a.markdown:
+            try:
+                with open(path) as f:
+                    reports.append(json.load(f))
+            except (OSError, ValueError) as e:
+                raise SPYLError(f"cannot read {path} as a swaps JSON report ({e})") from None
+        print(markdown_rows(reports))
+        return
+    if a.repeats < 1:
+        raise SPYLError(f"--repeats must be at least 1, got {a.repeats}")
     device = pick_device(a.device)
     ckpt = load_checkpoint(a.weights)
     model = SPYL.from_checkpoint(ckpt, a.weights).to(device).eval()
     data_name = ckpt.get("data", "sprites")  # from_checkpoint has checked it is our dict
-    judge_path = a.judge or default_path(data_name)
-    if not os.path.isfile(judge_path):
-        raise SPYLError(f"no judge at {judge_path}; train one with `python judge.py --dataset {data_name}`")
-    judge = Judge.load(judge_path, dataset=data_name, map_location=device)
-    _, test = load_dataset(data_name, a.data_dir, a.sheets or None, a.chars or None)
-    results = evaluate(model, judge, test, device, a.repeats, a.seed)
-    print(f"{a.weights} on the {data_name} test set ({len(test)} sequences), {a.repeats} repeats, seed {a.seed}")
+    paths = a.judges or judge_paths(data_name)
+    judges = load_judges(paths, data_name, device)
+    train, test = load_dataset(data_name, a.data_dir, a.sheets or None, a.chars or None)
+    oracle = None
+    if not a.no_oracle:
+        oracle = PixelOracle(train, test)
+        if len(oracle.rows) < N_CHARACTERS:  # a subset of characters: neighbours would be missing
+            print(f"note: the data hold {len(oracle.rows)} of {N_CHARACTERS} characters, too few for the pixel oracle; skipped", file=sys.stderr)
+            oracle = None
+    print(f"{a.weights} on the {data_name} test set ({len(test)} sequences), {a.repeats} repeats, seed {a.seed}, "
+          f"{len(judges)} judges{' and the pixel oracle' if oracle else ''}", file=sys.stderr)
+    results = evaluate(model, judges, test, device, a.repeats, a.seed, oracle)
+    print(f"{a.weights} on the {data_name} test set ({len(test)} sequences), {a.repeats} repeats, seed {a.seed}; "
+          f"judges: {', '.join(judges)}")
     print(format_table(results))
     out_json = a.out_json or os.path.join(a.fig_dir, "swaps.json")
-    report = {"weights": a.weights, "weights_sha256": sha256_file(a.weights), "judge": judge_path, "judge_sha256": sha256_file(judge_path),
+    report = {"weights": a.weights, "weights_sha256": sha256_file(a.weights),
+              "judges": {os.path.basename(p): sha256_file(p) for p in paths}, "oracle": oracle is not None,
               "data": data_name, "test_sequences": len(test), "seed": a.seed, "repeats": a.repeats, "results": results}
     atomic_write(out_json, lambda f: json.dump(report, f, indent=1), mode="w")
     rng = np.random.default_rng(a.seed)
@@ -190,7 +303,7 @@ def main(argv=None):
         raise SPYLError(f"--pairs must look like 0:9,100:2000, got {a.pairs!r}") from None
     if any(not 0 <= i < len(test) for pair in pairs for i in pair):
         raise SPYLError(f"--pairs indices must be in 0..{len(test) - 1}")
-    written = swap_figures(model, test, device, a.fig_dir, pairs, a.seed)
+    written = swap_figures(model, test, device, a.fig_dir, pairs, a.seed, oracle)
     print(f"wrote {out_json} and {', '.join(written)}")
 
 

@@ -237,3 +237,24 @@ def save_png(array, path, scale=1):
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     atomic_write(path, lambda f: f.write(buf.getvalue()))
+
+
+def save_labelled_grid(rows, labels, path, scale=2, label_width=220):
+    """Write sequences a row each (as sequence_grid, upscaled) with a text label left of each row, as a PNG."""
+    from PIL import Image, ImageDraw, ImageFont
+    grid = Image.fromarray(sequence_grid(rows))
+    grid = grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST)
+    canvas = Image.new("RGB", (label_width + grid.width, grid.height), "white")
+    canvas.paste(grid, (label_width, 0))
+    draw = ImageDraw.Draw(canvas)
+    try:
+        font = ImageFont.load_default(size=14)  # a scalable font where Pillow has FreeType
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        font = ImageFont.load_default()
+    pad, h = 2, rows[0][0].shape[-2]
+    for i, text in enumerate(labels):
+        y = (pad + i * (h + pad) + h // 2) * scale
+        draw.text((6, y - 8), text, fill="black", font=font)
+    buf = io.BytesIO()
+    canvas.save(buf, format="PNG")
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
