@@ -84,7 +84,9 @@ class SPYLConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise SPYLError(f"config has fields this version does not know: {unknown}; update the code or the checkpoint")
-        return cls(**d)
+        # Files written before `init` existed (the released weights among them) were initialised
+        # with PyTorch's defaults; say so rather than claim the newer default.
+        return cls(**{"init": "torch", **d})
 
 
 # --------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from dataloader import ATTRIBUTES, batch_indices, load_dataset, prefetch
-from judge import Judge, default_path
+from judge import judge_paths, load_judges
 from swaps_experiments import evaluate
 from model import CHECKPOINT_VERSION, SPYL, SPYLConfig
 from utils import (SPYLError, atomic_torch_save, atomic_write, check_writable, figure, load_checkpoint, peak_memory_mib, pick_device,
@@ -49,9 +49,10 @@ class TrainConfig:
     save_every: int = 1          # epochs between checkpoints
     resume: bool = False         # continue the run in run_dir from its checkpoint
     out: str = ""                # also write the final model here (e.g. weights/model.pth)
+    init_from: str = ""          # start from this model file's weights (SPYL.save or a checkpoint), with a fresh optimiser
     val_size: int = 512          # test sequences used for the validation loss
     eval_every: int = 10         # epochs between swap evaluations (0: never)
-    judge: str = ""              # judge for those evaluations (default: weights/ judge of the data set, if present)
+    judge: str = ""              # judge files for those evaluations, comma-separated (default: every judge of the data set in weights/)
     log_every: int = 20          # steps between progress-bar updates and finiteness checks
 
 
@@ -64,12 +65,14 @@ PRESETS = {
     "tiny": {"dataset": "builtin", "chars": 48, "conv_width": 8, "g_dim": 16, "hidden": 32, "s_dim": 16, "d_dim": 8,
              "batch_size": 16, "n_negatives": 16, "epochs": 2, "warmup_epochs": 1, "val_size": 32, "log_every": 5},
 }
+# Fields that shape the weights: a model file given to --init-from must agree on them.
+ARCHITECTURE_FIELDS = ("frames", "channels", "image_size", "frame_net", "x_dim", "conv_width", "s_dim", "d_dim", "g_dim", "hidden")
 # Fields a resumed run may change; anything else must match the checkpoint.
 RESUMABLE = {"epochs", "device", "out", "save_every", "eval_every", "judge", "log_every", "resume", "sheets", "data_dir"}
 
 
 def parse_args(argv=None):
-    """(SPYLConfig, TrainConfig) from --preset and one flag per config field."""
+    """(SPYLConfig, TrainConfig, the flags given, the preset's name) from --preset and one flag per config field."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--preset", default="paper", help=f"a whole set of defaults: {', '.join(PRESETS)}")
     for cls in (SPYLConfig, TrainConfig):
@@ -86,7 +89,7 @@ def parse_args(argv=None):
         raise SPYLError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     values = {**PRESETS[preset], **args}
     split = lambda cls: {k: v for k, v in values.items() if k in {f.name for f in fields(cls)}}
-    return SPYLConfig(**split(SPYLConfig)), TrainConfig(**split(TrainConfig)), set(args)
+    return SPYLConfig(**split(SPYLConfig)), TrainConfig(**split(TrainConfig)), set(args), preset
 
 
 def resolve_precision(name, device):
@@ -145,9 +148,99 @@ def plot_curves(log, path):
     save_figure(fig, path)
 
 
+def train_epoch(step_fn, optimizer, batches, first, n_batches, sums, contrastive, device, amp_dtype, sync_every, bar, stop,
+                later_steps=0, where=(0, "")):
+    """Run the steps of one epoch from step `first`; batches yields the input tensors.
+
+    The loss terms of each step stay on the device and are read back once per window of
+    sync_every steps (and at the first and last step), where they are checked for
+    finiteness, added to `sums` and shown on the bar with the time per step and what is
+    left of the run (later_steps: the steps of the epochs after this one). Returns (sums,
+    None), or (sums, step to resume from) when a Ctrl-C asks to stop inside the epoch.
+    """
+    window, t0, done = [], time.time(), 0
+    for step, x in enumerate(batches, start=first):
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            terms = step_fn(x, contrastive=contrastive)
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        optimizer.step()
+        window.append(torch.stack([v.detach() for v in terms.values()]))
+        if len(window) < sync_every and step not in (first, n_batches - 1):
+            continue
+        stacked = torch.stack(window).float().cpu()          # steps x terms: one sync per window
+        bad = ~torch.isfinite(stacked)
+        if bad.any():
+            i, j = bad.nonzero()[0].tolist()
+            epoch, run_dir = where
+            raise SPYLError(f"loss term {list(terms)[j]} became {stacked[i, j].item()} at epoch {epoch + 1}, step {step - len(window) + 2 + i}; "
+                            f"the last good checkpoint in {run_dir} is kept (resume with --resume, or lower --lr)")
+        total = stacked.sum(0).double()
+        sums = {k: (sums or {}).get(k, 0.0) + total[j].item() for j, k in enumerate(terms)}
+        done += len(window)
+        per_step = (time.time() - t0) / done
+        bar.update(len(window))
+        bar.set_postfix({**{k: f"{v:.4g}" for k, v in zip(terms, stacked[-1].tolist())},
+                         "run left": format_duration(per_step * (n_batches - 1 - step + later_steps))})
+        window = []
+        if stop is not None and stop.requested and step < n_batches - 1:
+            return sums, step + 1
+    return sums, None
+
+
+def format_duration(seconds):
+    """3725 -> '1h02m', 95 -> '1m35s'."""
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def validate(model, val_x, judges, test, device, amp_dtype, contrastive, tcfg):
+    """Validation loss, reconstructions of 4 validation sequences and, with judges, one swap
+    evaluation (its own random draws; training's stream is restored). Returns (loss, recon, swap)."""
+    model.eval()
+    with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        chunks = val_x.split(tcfg.batch_size)  # batch-sized, so the negative bank stays batch-sized too
+        val_loss = sum(model(c, contrastive=contrastive)["loss"].item() * len(c) for c in chunks) / len(val_x)
+        recon = model.decode(*model.encode(val_x[:4])[::2])
+    swap = None
+    if judges:
+        state = rng_state()
+        scores = evaluate(model, judges, test, device, repeats=1, seed=tcfg.seed, progress=False)
+        set_rng_state(state)
+        swap = {k: round(v["mean"], 4) for k, v in scores.items()}
+    model.train()
+    return val_loss, recon, swap
+
+
+CPU_EPOCH_MINUTES = {"paper": (9, 13, 45, 65), "cpu": (3.5, 3.7, 13, 14)}  # bench.py on 2 cores: warm-up, contrastive (min, max)
+
+
+def cpu_hint(preset, device, tcfg):
+    """One line for a user about to train a GPU-sized preset on a CPU, or None."""
+    if device.type != "cpu" or preset != "paper":
+        return None
+    w0, w1, c0, c1 = CPU_EPOCH_MINUTES["paper"]
+    return (f"note: the paper preset is sized for a GPU; on 2 CPU cores an epoch takes about {w0}-{w1} min before the contrastive "
+            f"terms start and {c0}-{c1} min after (bench.py), so {tcfg.epochs} epochs would take weeks. "
+            f"`python train.py --preset cpu` trains a real model on a CPU in about an hour; this run goes on as asked.")
+
+
+def start_from(model, path, mcfg):
+    """Load a model file's weights into a fresh run (fine-tuning, or a long schedule trained in
+    legs); its architecture must be the one configured."""
+    source = SPYL.from_checkpoint(load_checkpoint(path), path)
+    theirs, ours = asdict(source.config), asdict(mcfg)
+    differ = sorted(k for k in ARCHITECTURE_FIELDS if theirs[k] != ours[k])
+    if differ:
+        raise SPYLError(f"--init-from {path}: its architecture differs from this run's in {differ}; pass the same values (or no preset)")
+    model.load_state_dict(source.state_dict())
+
+
 def main(argv=None):
     # ---- config --------------------------------------------------------------
-    mcfg, tcfg, given = parse_args(argv)
+    mcfg, tcfg, given, preset = parse_args(argv)
     ckpt_path = os.path.join(tcfg.run_dir, "checkpoint.pt")
     ckpt = None
     if tcfg.resume:
@@ -187,8 +280,8 @@ def main(argv=None):
     if ckpt is None:
         mcfg.dataset_size = len(train)
     val_x = test.batch(np.arange(min(tcfg.val_size, len(test))), device)
-    judge_path = tcfg.judge or default_path(train.name)
-    judge = Judge.load(judge_path, train.name, device) if tcfg.eval_every and os.path.isfile(judge_path) else None
+    judge_files = tcfg.judge.split(",") if tcfg.judge else judge_paths(train.name)
+    judges = load_judges(judge_files, train.name, device) if tcfg.eval_every and judge_files else None
 
     # ---- model -----------------------------------------------------------------
     model = SPYL(mcfg).to(device)
@@ -201,6 +294,8 @@ def main(argv=None):
         optimizer.load_state_dict(ckpt["optimizer"])
         start_epoch, start_step, log = ckpt["epoch"], ckpt["step"], json.loads(ckpt["log"])
         set_rng_state(ckpt["rng"])
+    elif tcfg.init_from:
+        start_from(model, tcfg.init_from, mcfg)
     step_fn = torch.compile(model) if tcfg.compile else model
     if distributed:
         step_fn = torch.nn.parallel.DistributedDataParallel(step_fn, device_ids=[device.index] if device.type == "cuda" else None)
@@ -211,6 +306,9 @@ def main(argv=None):
         print(f"SPYL{' (DSVAE baseline)' if mcfg.dsvae else ''}: {n_params / 1e6:.2f}M parameters | data {train.name}: "
               f"{len(train)} train / {len(test)} test | {device}{f' x{world}' if distributed else ''} | "
               f"{'bf16 autocast' if amp_dtype else 'fp32'} | run folder {tcfg.run_dir}", file=sys.stderr)
+        hint = cpu_hint(preset, device, tcfg)
+        if hint:
+            print(hint, file=sys.stderr)
 
     def save_checkpoint(epoch, step, sums):
         # the model's own checkpoint (config, weights, data set) plus what resuming needs
@@ -220,6 +318,10 @@ def main(argv=None):
 
     # ---- loop ------------------------------------------------------------------
     stop = Stop() if main_process and not distributed else None
+    # On a CPU reading the loss back costs nothing, so the bar moves every step; on a GPU every
+    # read is a sync that stalls the queue of kernels, so it moves on the first step of an epoch
+    # and then every log_every steps.
+    sync_every = 1 if device.type == "cpu" else tcfg.log_every
     try:
         for epoch in range(start_epoch, tcfg.epochs):
             contrastive = epoch >= tcfg.warmup_epochs and not mcfg.dsvae
@@ -227,54 +329,26 @@ def main(argv=None):
             batches = [b[rank::world] for b in batches]
             first = start_step if epoch == start_epoch else 0
             sums = ckpt["sums"] if (ckpt is not None and epoch == start_epoch and first) else None
+            bar = tqdm(total=len(batches), initial=first, desc=f"epoch {epoch + 1}/{tcfg.epochs}", disable=not main_process,
+                       leave=False, dynamic_ncols=True, file=sys.stderr, unit="step")
             model.train()
             t0 = time.time()
-            bar = tqdm(total=len(batches), initial=first, desc=f"epoch {epoch + 1}/{tcfg.epochs}", disable=not main_process,
-                       leave=False, dynamic_ncols=True, file=sys.stderr)
-            window = []
-            for step, x in enumerate(prefetch(train, batches[first:], device), start=first):
-                with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                    terms = step_fn(x, contrastive=contrastive)
-                optimizer.zero_grad(set_to_none=True)
-                terms["loss"].backward()
-                optimizer.step()
-                window.append(torch.stack([v.detach() for v in terms.values()]))
-                if len(window) == tcfg.log_every or step == len(batches) - 1:
-                    stacked = torch.stack(window).float().cpu()          # steps x terms: one sync per window
-                    bad = ~torch.isfinite(stacked)
-                    if bad.any():
-                        i, j = bad.nonzero()[0].tolist()
-                        raise SPYLError(f"loss term {list(terms)[j]} became {stacked[i, j].item()} at epoch {epoch + 1}, step {step - len(window) + 2 + i}; "
-                                        f"the last good checkpoint in {tcfg.run_dir} is kept (resume with --resume, or lower --lr)")
-                    total = stacked.sum(0).double()
-                    sums = {k: (sums or {}).get(k, 0.0) + total[j].item() for j, k in enumerate(terms)}
-                    bar.update(len(window))
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in zip(terms, stacked[-1].tolist())})
-                    window = []
-                    if stop is not None and stop.requested and step < len(batches) - 1:
-                        save_checkpoint(epoch, step + 1, sums)
-                        bar.close()
-                        print(f"stopped: checkpoint at epoch {epoch + 1}, step {step + 1} in {ckpt_path}; continue with --resume", file=sys.stderr)
-                        sys.exit(130)
+            sums, stopped_at = train_epoch(step_fn, optimizer, prefetch(train, batches[first:], device), first, len(batches), sums,
+                                           contrastive, device, amp_dtype, sync_every, bar, stop,
+                                           later_steps=(tcfg.epochs - epoch - 1) * len(batches), where=(epoch, tcfg.run_dir))
             bar.close()
+            if stopped_at is not None:
+                save_checkpoint(epoch, stopped_at, sums)
+                print(f"stopped: checkpoint at epoch {epoch + 1}, step {stopped_at} in {ckpt_path}; continue with --resume", file=sys.stderr)
+                sys.exit(130)
             if distributed:
                 dist.barrier()
             seconds = time.time() - t0
+            n_steps = len(batches) - first
 
             # ---- evaluation ------------------------------------------------------------
-            model.eval()
-            with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                chunks = val_x.split(tcfg.batch_size)  # batch-sized, so the negative bank stays batch-sized too
-                val_loss = sum(model(c, contrastive=contrastive)["loss"].item() * len(c) for c in chunks) / len(val_x)
-                recon = model.decode(*model.encode(val_x[:4])[::2])
-            if judge is not None and (epoch + 1) % tcfg.eval_every == 0:
-                state = rng_state()  # the evaluation draws its own samples; training's stream stays as it was
-                scores = evaluate(model, judge, test, device, repeats=1, seed=tcfg.seed, progress=False)
-                set_rng_state(state)
-                swap = {k: round(v["mean"], 4) for k, v in scores.items()}
-            else:
-                swap = None
-            n_steps = len(batches) - (start_step if epoch == start_epoch else 0)
+            val_loss, recon, swap = validate(model, val_x, judges if (epoch + 1) % max(tcfg.eval_every, 1) == 0 else None,
+                                             test, device, amp_dtype, contrastive, tcfg)
             host_mib = peak_memory_mib(torch.device("cpu"))
             record = {"epoch": epoch + 1, "train": {k: v / len(batches) for k, v in sums.items()}, "val_loss": val_loss,
                       "seconds": round(seconds, 2), "seq_per_s": round(n_steps * tcfg.batch_size * world / seconds, 1),

@@ -72,3 +72,13 @@ def test_other_format_version(tmp_path):
     torch.save(ckpt, tmp_path / "m.pth")
     with pytest.raises(SPYLError, match="version 99"):
         SPYL.load(tmp_path / "m.pth")
+
+
+def test_a_config_from_before_the_init_field_says_it_used_torch_defaults(tmp_path):
+    from dataclasses import asdict
+    from model import SPYLConfig
+    old = asdict(SPYLConfig())
+    del old["init"], old["mi_density"]
+    cfg = SPYLConfig.from_dict(old)
+    assert cfg.init == "torch" and cfg.mi_density == "exact"
+    assert SPYLConfig.from_dict(asdict(SPYLConfig())).init == "reference"

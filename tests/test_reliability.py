@@ -39,6 +39,19 @@ utils.run_main(lambda: train.main(sys.argv[1:]))
 """
 
 
+# A launcher whose contrastive steps (epoch 2 on) take 2 s, so two Ctrl-C can land inside one step.
+SLOW_STEP = """
+import sys, time, model, utils, train
+forward = model.SPYL.forward
+def slow(self, x, contrastive=True):
+    if contrastive:
+        time.sleep(2)
+    return forward(self, x, contrastive)
+model.SPYL.forward = slow
+utils.run_main(lambda: train.main(sys.argv[1:]))
+"""
+
+
 def train_cmd(run_dir, *extra):
     return [sys.executable, "train.py", *FAST, "--run-dir", str(run_dir), *extra]
 
@@ -129,8 +142,9 @@ def test_ctrl_c_saves_and_resume_is_exact(tmp_path, reference):
 
 def test_second_ctrl_c_quits_at_once(tmp_path):
     d = tmp_path / "run"
-    p = subprocess.Popen(train_cmd(d, "--log-every", "1000"), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    # (with --log-every 1000 the first Ctrl-C is not acted on within the epoch: only the second can stop it)
+    cmd = [sys.executable, "-c", SLOW_STEP, *FAST, "--run-dir", str(d)]
+    p = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # (each step of epoch 2 sleeps 2 s: the first Ctrl-C waits for the step's end, the second must not)
     while not (d / "checkpoint.pt").exists() and p.poll() is None:  # epoch 1 is done and saved
         time.sleep(0.05)
     time.sleep(0.5)

@@ -1,0 +1,93 @@
+"""What a new user meets first: a bar that moves from the first step, a hint when the paper
+preset runs on a CPU, starting from a model file, and the model from torch.hub."""
+import json
+
+import pytest
+import torch
+
+import train
+from conftest import ROOT, tiny_config
+from model import SPYL
+from test_train import FAST
+from utils import SPYLError
+
+
+class RecordingBar:
+    """Stands in for tqdm: records each update and the last postfix."""
+
+    def __init__(self):
+        self.updates, self.postfix = [], {}
+
+    def update(self, n):
+        self.updates.append(n)
+
+    def set_postfix(self, d):
+        self.postfix = d
+
+
+def run_epoch(n_batches, sync_every):
+    model = SPYL(tiny_config(conv_width=4))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    bar = RecordingBar()
+    batches = (torch.rand(4, 8, 3, 64, 64) for _ in range(n_batches))
+    sums, stopped = train.train_epoch(model, opt, batches, 0, n_batches, None, False, torch.device("cpu"), None,
+                                      sync_every, bar, None, later_steps=10)
+    return bar, sums, stopped
+
+
+def test_the_bar_moves_every_step_on_a_cpu():
+    bar, sums, stopped = run_epoch(4, sync_every=1)
+    assert bar.updates == [1, 1, 1, 1] and stopped is None
+    assert sums["loss"] > 0 and "run left" in bar.postfix and "recon" in bar.postfix
+
+
+def test_the_bar_shows_the_first_step_when_syncs_are_windowed():
+    bar, _, _ = run_epoch(7, sync_every=5)  # a GPU's windowed reads: first step, then every 5, then the last
+    assert bar.updates == [1, 5, 1]
+
+
+def test_format_duration():
+    assert train.format_duration(95) == "1m35s" and train.format_duration(3725) == "1h02m"
+
+
+def test_hint_when_the_paper_preset_runs_on_a_cpu():
+    tcfg = train.TrainConfig()
+    hint = train.cpu_hint("paper", torch.device("cpu"), tcfg)
+    assert hint.startswith("note:") and "--preset cpu" in hint and "min" in hint and "\n" not in hint
+    assert train.cpu_hint("paper", torch.device("cuda"), tcfg) is None   # a mocked GPU device: no hint
+    assert train.cpu_hint("cpu", torch.device("cpu"), tcfg) is None
+
+
+def test_train_prints_the_hint_before_training(tmp_path, capsys):
+    train.main(["--dataset", "builtin", "--chars", "12", "--batch-size", "8", "--epochs", "0", "--run-dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert "note: the paper preset is sized for a GPU" in err and "--preset cpu" in err
+
+
+def test_init_from_starts_from_a_model_file(tmp_path):
+    trained = tmp_path / "m.pth"
+    train.main(FAST + ["--run-dir", str(tmp_path / "a"), "--out", str(trained), "--epochs", "3", "--warmup-epochs", "3"])
+    train.main(FAST + ["--run-dir", str(tmp_path / "b"), "--init-from", str(trained), "--epochs", "1", "--warmup-epochs", "1"])
+    train.main(FAST + ["--run-dir", str(tmp_path / "c"), "--epochs", "1", "--warmup-epochs", "1"])
+    first = lambda run: json.loads((tmp_path / run / "log.jsonl").read_text().splitlines()[0])["train"]["recon"]
+    assert first("b") < first("c")  # it starts where the model file left off, not from scratch
+    model = SPYL(SPYL.load(trained).config)
+    train.start_from(model, trained, model.config)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), SPYL.load(trained).state_dict().values()))
+    with pytest.raises(SPYLError, match="architecture differs from this run's in \\['s_dim'\\]"):
+        train.main(FAST + ["--run-dir", str(tmp_path / "d"), "--init-from", str(trained), "--s-dim", "5"])
+    with pytest.raises(SPYLError, match="does not exist"):
+        train.main(FAST + ["--run-dir", str(tmp_path / "e"), "--init-from", str(tmp_path / "nope.pth")])
+
+
+def test_torch_hub_loads_the_released_model_and_an_untrained_one():
+    import os
+    if not os.path.isfile(os.path.join(ROOT, "weights", "model.pth")):
+        pytest.skip("weights/model.pth not present")
+    model = torch.hub.load(ROOT, "spyl", source="local")
+    assert isinstance(model, SPYL) and not model.training and model.config.conv_width == 64
+    x = torch.rand(2, 8, 3, 64, 64)
+    with torch.no_grad():
+        assert model.decode(*model.encode(x)[::2]).shape == x.shape
+    fresh = torch.hub.load(ROOT, "spyl_untrained", source="local", s_dim=16, conv_width=8)
+    assert fresh.training and fresh.config.s_dim == 16 and fresh.s_mean.out_features == 16
