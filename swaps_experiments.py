@@ -49,9 +49,11 @@ BATCH = 252  # 28 whole characters of the test set (9 sequences each), so the or
 @torch.no_grad()
 def swap_scores(model, judges, data, device, oracle=None, batch_size=BATCH):
     """One draw of every figure over the whole of data (no partial batch dropped), every judge
-    reading the same generated sequences. judges: {name: Judge}. Returns
+    reading the same generated sequences. judges: {name: Judge}. model None reads the real
+    sequences in place of both kinds of sample: the ceiling of every figure. Returns
     ({judge name: {figure: value}}, {oracle figure: value}, empty without an oracle)."""
-    model.eval()
+    if model is not None:
+        model.eval()
     figures = ("action", *ATTRIBUTES, "action|static_kept", *(f"{a}|action_kept" for a in ATTRIBUTES))
     correct = {name: dict.fromkeys(figures, 0.0) for name in judges}
     probs = {name: [] for name in judges}
@@ -60,9 +62,12 @@ def swap_scores(model, judges, data, device, oracle=None, batch_size=BATCH):
         idx = np.arange(start, min(start + batch_size, len(data)))
         x, y = data.batch(idx, device), torch.from_numpy(data.labels[idx]).to(device)
         B, T = x.shape[:2]
-        s_mean, _, d_mean, _ = model.encode(x)
-        x_action = model.decode(model.sample_static(B), d_mean)          # motion kept, appearance drawn
-        x_static = model.decode(s_mean, model.sample_dynamics(B, T))     # appearance kept, motion drawn
+        if model is None:
+            x_action = x_static = x
+        else:
+            s_mean, _, d_mean, _ = model.encode(x)
+            x_action = model.decode(model.sample_static(B), d_mean)          # motion kept, appearance drawn
+            x_static = model.decode(s_mean, model.sample_dynamics(B, T))     # appearance kept, motion drawn
         for name, judge in judges.items():
             la, ls = judge(x_action), judge(x_static)
             probs[name].append(la[0].float().softmax(1).cpu())
@@ -99,7 +104,7 @@ def evaluate(model, judges, data, device, repeats=5, seed=0, oracle=None, progre
                       "spread": max(per_judge.values()) - min(per_judge.values())}
     for k in runs[0][1]:
         results[k] = {"mean": float(np.mean([r[1][k] for r in runs])), "std": float(np.std([r[1][k] for r in runs]))}
-    if oracle is not None:
+    if oracle is not None and model is not None:
         results["oracle_real_frames_recon"] = {"mean": reconstruction_realism(model, oracle, data, device), "std": 0.0}
     return results
 
@@ -254,6 +259,8 @@ def main(argv=None):
     p.add_argument("--out-json", default="", help="default: <fig-dir>/swaps.json")
     p.add_argument("--curves", nargs="+", metavar="RUN_DIR", help="only plot swap accuracy against epoch for these train.py run folders")
     p.add_argument("--markdown", nargs="+", metavar="JSON", help="only print the README results table from these swaps JSON files")
+    p.add_argument("--real", action="store_true", help="score the real test sequences themselves (the ceiling of every figure) "
+                   "instead of a model; writes <fig-dir>/swaps_real.json")
     a = p.parse_args(argv)
     if a.curves:
         path = os.path.join(a.fig_dir, "swap_accuracy.png")
@@ -273,9 +280,12 @@ def main(argv=None):
     if a.repeats < 1:
         raise SPYLError(f"--repeats must be at least 1, got {a.repeats}")
     device = pick_device(a.device)
-    ckpt = load_checkpoint(a.weights)
-    model = SPYL.from_checkpoint(ckpt, a.weights).to(device).eval()
-    data_name = ckpt.get("data", "sprites")  # from_checkpoint has checked it is our dict
+    if a.real:
+        model, data_name, a.weights = None, "sprites", "real test sequences"
+    else:
+        ckpt = load_checkpoint(a.weights)
+        model = SPYL.from_checkpoint(ckpt, a.weights).to(device).eval()
+        data_name = ckpt.get("data", "sprites")  # from_checkpoint has checked it is our dict
     paths = a.judges or judge_paths(data_name)
     judges = load_judges(paths, data_name, device)
     train, test = load_dataset(data_name, a.data_dir, a.sheets or None, a.chars or None)
@@ -291,11 +301,14 @@ def main(argv=None):
     print(f"{a.weights} on the {data_name} test set ({len(test)} sequences), {a.repeats} repeats, seed {a.seed}; "
           f"judges: {', '.join(judges)}")
     print(format_table(results))
-    out_json = a.out_json or os.path.join(a.fig_dir, "swaps.json")
-    report = {"weights": a.weights, "weights_sha256": sha256_file(a.weights),
+    out_json = a.out_json or os.path.join(a.fig_dir, "swaps_real.json" if a.real else "swaps.json")
+    report = {"weights": a.weights, "weights_sha256": None if a.real else sha256_file(a.weights),
               "judges": {os.path.basename(p): sha256_file(p) for p in paths}, "oracle": oracle is not None,
               "data": data_name, "test_sequences": len(test), "seed": a.seed, "repeats": a.repeats, "results": results}
     atomic_write(out_json, lambda f: json.dump(report, f, indent=1), mode="w")
+    if a.real:
+        print(f"wrote {out_json}")
+        return
     rng = np.random.default_rng(a.seed)
     try:
         pairs = [tuple(int(i) for i in pair.split(":")) for pair in a.pairs.split(",")] if a.pairs else [tuple(rng.choice(len(test), 2, replace=False)) for _ in range(3)]
