@@ -1,9 +1,12 @@
-"""Sequence data sets: the Sprites benchmark, composed from the real LPC
-sprite-sheet parts, and a built-in procedural set that needs nothing from outside.
+"""Sequence data sets, one door to all of them (`load_dataset`).
 
-Both are stored as uint8 arrays N x T x H x W x C with integer labels N x 5
-(action 0..8, then skin, pants, top, hair 0..5 each) and become float batches
-B x T x C x H x W in [0, 1] only when a batch is taken.
+Here: the Sprites benchmark, composed from the real LPC sprite-sheet parts, and a
+built-in procedural set that needs nothing from outside. Both are stored as uint8
+arrays N x T x H x W x C with integer labels N x 5 (action 0..8, then skin, pants,
+top, hair 0..5 each) and become float batches B x T x C x H x W in [0, 1] only when a
+batch is taken. The other modalities live one module per data set in `datasets/`
+(time series: ETTh1, Beijing air quality, PhysioNet 2012; speech: FSDD), which this
+module imports and which never import it.
 """
 import json
 import mmap
@@ -17,7 +20,12 @@ import urllib.request
 import numpy as np
 import torch
 
+from datasets import airquality, etth1, fsdd, physionet
 from utils import SPYLError, atomic_write, sha256_file
+
+TIMESERIES = {m.NAME: m for m in (etth1, airquality, physionet)}
+AUDIO = {fsdd.NAME: fsdd}
+DATASETS = ("auto", "sprites", "builtin", *TIMESERIES, *AUDIO)
 
 ACTIONS = ("walk", "spellcast", "slash")
 DIRECTIONS = ("front", "left", "right")
@@ -513,13 +521,17 @@ def load_builtin(chars=None):
     return build_split(builtin_layers(), "builtin", chars)
 
 
-def load_dataset(name="auto", data_dir="data", sheets=None, chars=None):
-    """(train, test) SequenceData for 'sprites', 'builtin' or 'auto' (Sprites if they can be
-    had, else the built-in set after one loud line)."""
+def load_dataset(name="auto", data_dir="data", sheets=None, chars=None, data_root=None):
+    """(train, test) for 'sprites', 'builtin', 'auto' (Sprites if they can be had, else the
+    built-in set after one loud line), a time-series set (etth1, airquality, physionet) or
+    speech (fsdd), read from data_root or downloaded (their other splits: `load_splits`)."""
+    if name in TIMESERIES or name in AUDIO:
+        splits = load_splits(name, data_root)
+        return splits["train"], splits["test"]
     if name == "builtin":
         return load_builtin(chars)
     if name not in ("sprites", "auto"):
-        raise SPYLError(f"unknown dataset {name!r}; use auto, sprites or builtin")
+        raise SPYLError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)}")
     try:
         return load_sprites(data_dir, sheets)
     except SPYLError as e:
@@ -527,3 +539,11 @@ def load_dataset(name="auto", data_dir="data", sheets=None, chars=None):
             raise
         print(f"WARNING: real Sprites unavailable ({e}) -- training on the BUILT-IN procedural set instead", file=sys.stderr)
         return load_builtin(chars)
+
+
+def load_splits(name, data_root=None):
+    """{"train", ("valid",) "test", "mean", "std"} of a time-series or speech set, as its protocol splits it."""
+    modules = {**TIMESERIES, **AUDIO}
+    if name not in modules:
+        raise SPYLError(f"unknown dataset {name!r}; use one of {', '.join(modules)}")
+    return modules[name].load(data_root or None)

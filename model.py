@@ -288,7 +288,10 @@ class SPYL(nn.Module):
     # ---- posteriors, prior, decoder -------------------------------------
 
     def encode(self, x):
-        """x: B x T x *step_shape -> (s_mean, s_logvar) B x s_dim, (d_mean, d_logvar) B x T x d_dim."""
+        """x: B x T x *step_shape -> (s_mean, s_logvar) B x s_dim, (d_mean, d_logvar) B x T x d_dim.
+
+        Values not observed (NaN, as time series store them) are zero-filled."""
+        x = torch.nan_to_num(x)
         B, T = x.shape[:2]
         g = self.frame_encoder(x.flatten(0, 1)).view(B, T, -1)      # B x T x g_dim
         h, _ = self.bilstm(g)                                        # B x T x 2H
@@ -351,13 +354,19 @@ class SPYL(nn.Module):
         return tuple(t.detach() for t in (s_mean, s_logvar, d_mean.mean(1), d_logvar.mean(1)))
 
     def forward(self, x, contrastive=True):
-        """Every loss term of a batch x (B x T x *step_shape) and their weighted total, as a dict.
+        """Every loss term of a batch x (B x T x *step_shape; NaN where a value was not observed)
+        and their weighted total, as a dict. The reconstruction sums squared errors over the
+        observed values only.
 
         contrastive=False skips the sample-and-predict terms (the warm-up epochs);
         config.dsvae turns them and the MI penalty off for good.
         """
         cfg = self.config
         B, T = x.shape[:2]
+        # Missing values (NaN) count nowhere in the reconstruction; no branch, so no host sync
+        # on a GPU, and for complete data the mask is all ones and changes nothing.
+        observed = x == x
+        x = torch.nan_to_num(x)
         s_mean, s_logvar, d_mean, d_logvar = self.encode(x)
         s, d = reparameterize(s_mean, s_logvar), reparameterize(d_mean, d_logvar)
         x_hat = self.decode(s, d)
@@ -365,7 +374,7 @@ class SPYL(nn.Module):
         s_mean, s_logvar, d_mean, d_logvar, s, d, p_mean, p_logvar = (
             t.float() for t in (s_mean, s_logvar, d_mean, d_logvar, s, d, p_mean, p_logvar))
         terms = {
-            "recon": (x_hat.float() - x).pow(2).sum() / B,
+            "recon": ((x_hat.float() - x).pow(2) * observed).sum() / B,
             "kl_s": kl_standard_normal(s_mean, s_logvar).sum() / B,
             "kl_d": kl_normal(d_mean, d_logvar, p_mean, p_logvar).sum() / B,
         }

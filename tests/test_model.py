@@ -246,3 +246,25 @@ def test_fast_step_computes_what_the_plain_step_computes():
     plain = step(plain_bank=True, channels_last=False)
     assert_same(plain, step(plain_bank=False, channels_last=False), grad_tol=1e-5)
     assert_same(plain, step(plain_bank=False, channels_last=True), grad_tol=1e-2)
+
+
+def test_missing_values_count_nowhere_in_the_reconstruction():
+    torch.manual_seed(0)
+    m = SPYL(tiny_config(frame_net="mlp", x_dim=6, frames=5)).eval()
+    x = torch.randn(3, 5, 6)
+    holes = torch.rand(3, 5, 6) < 0.3
+    x_missing = x.masked_fill(holes, float("nan"))
+    with torch.no_grad():
+        x_hat = m.decode(*m.encode(x_missing)[::2])                    # the encoder sees zeros where NaN
+        assert torch.equal(x_hat, m.decode(*m.encode(x.masked_fill(holes, 0.0))[::2]))
+        torch.manual_seed(1)
+        recon = m(x_missing, contrastive=False)["recon"]
+        torch.manual_seed(1)
+        s_mean, s_logvar, d_mean, d_logvar = m.encode(x_missing)
+        s, d = s_mean + torch.randn_like(s_mean) * (0.5 * s_logvar).exp(), d_mean + torch.randn_like(d_mean) * (0.5 * d_logvar).exp()
+        want = ((m.decode(s, d) - x).pow(2) * ~holes).sum() / 3       # observed values only
+    assert torch.isfinite(recon) and recon.item() == pytest.approx(want.item(), rel=1e-5)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        full = m(x, contrastive=False)["recon"]
+    assert full > recon                                                # the holes' errors were left out

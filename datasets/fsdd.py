@@ -1,0 +1,127 @@
+"""Free Spoken Digit Dataset (Jackson et al.): 3000 recordings, 6 speakers x 10 digits x 50, 8 kHz mono.
+
+The paper's speech protocol (TIMIT) applied to FSDD:
+- features: log-mel spectrogram frames. 40 mel bands over 0-4 kHz (all there is at 8 kHz),
+  32 ms windows (256 samples) every 10 ms (80 samples): the customary speech framing,
+  fine enough in time for the transitions within a digit, wide enough in frequency to
+  resolve the pitch harmonics that tell speakers apart. Normalised per band with the
+  training split's mean and standard deviation.
+- sequences: each utterance is cut into segments of 200 ms (20 frames), its end padded
+  with silence to a whole segment, as the TIMIT protocol cuts 200 ms chunks; every segment
+  is a training sequence of 20 steps x 40 bands.
+- split: recordings 0-4 of every speaker and digit are the test set (the dataset's own),
+  5-49 the training set.
+"""
+import hashlib
+import io
+import os
+import tarfile
+
+import numpy as np
+
+from datasets.fetch import data_root, download
+from datasets.timeseries import TimeSeriesData
+from utils import SPYLError
+
+NAME = "fsdd"
+FOLDER = "fsdd"
+URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.tar.gz"
+# Over the WAV files, as `(cd recordings && LC_ALL=C sha256sum *.wav) | sha256sum`: any archive
+# of the same recordings (ours, the release's) passes.
+CONTENT_SHA256 = "1801eae019c063377d98f831d3f93574f259475df7332bb0e3d1b080fb5e6959"
+SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
+RATE, N_FFT, HOP, N_MELS = 8000, 256, 80, 40
+SEGMENT = 20                      # frames: 200 ms
+STEP_DIM = N_MELS
+TEST_INDICES = range(5)
+
+
+def read_wav(data, name="recording"):
+    """WAV bytes -> float32 samples in [-1, 1]; one line for anything that is not 8 kHz mono 16-bit PCM."""
+    from scipy.io import wavfile
+    try:
+        rate, x = wavfile.read(io.BytesIO(data))
+    except (ValueError, EOFError, OSError) as e:
+        raise SPYLError(f"FSDD: {name} is not a readable WAV file ({str(e)[:60]})") from None
+    if rate != RATE:
+        raise SPYLError(f"FSDD: {name} is sampled at {rate} Hz; this protocol needs {RATE} Hz recordings")
+    if x.ndim != 1 or x.dtype != np.int16:
+        raise SPYLError(f"FSDD: {name} is {x.dtype} with shape {x.shape}; expected mono 16-bit PCM")
+    return x.astype(np.float32) / 32768
+
+
+def log_mel(x):
+    """Samples (padded to whole 200 ms segments) -> log-mel frames, n_frames x 40, exactly 20 per
+    segment: the signal is padded by n_fft - hop so the last window ends with the segment."""
+    import librosa
+    x = np.concatenate([x, np.zeros(N_FFT - HOP, np.float32)])
+    mel = librosa.feature.melspectrogram(y=x, sr=RATE, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS, fmin=0, fmax=RATE / 2,
+                                         center=False, power=2.0)
+    return np.log(mel + 1e-6).T.astype(np.float32)
+
+
+def segments(x):
+    """Samples -> log-mel segments, n x 20 x 40 (the waveform's end padded with silence)."""
+    seg = SEGMENT * HOP
+    x = np.concatenate([x, np.zeros(-len(x) % seg, np.float32)])
+    return log_mel(x).reshape(-1, SEGMENT, N_MELS)
+
+
+def mel_to_audio(frames):
+    """Log-mel frames (n x 40, unnormalised) -> samples, by Griffin-Lim (librosa)."""
+    import librosa
+    return librosa.feature.inverse.mel_to_audio(np.exp(frames.T), sr=RATE, n_fft=N_FFT, hop_length=HOP, fmin=0, fmax=RATE / 2,
+                                                center=False, power=2.0, n_iter=64)
+
+
+def recordings(archive):
+    """{file name: WAV bytes} of every recording in a .tar.gz, checked against the content digest."""
+    try:
+        with tarfile.open(archive) as tf:
+            files = {os.path.basename(m.name): tf.extractfile(m).read() for m in tf
+                     if m.isfile() and m.name.endswith(".wav") and "/recordings/" in "/" + m.name}
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise SPYLError(f"FSDD: {archive} is not a readable tar.gz archive ({e}); delete it and fetch it again") from None
+    digest = hashlib.sha256("".join(f"{hashlib.sha256(files[n]).hexdigest()}  {n}\n"
+                                    for n in sorted(files, key=str.encode)).encode()).hexdigest()
+    if digest != CONTENT_SHA256:
+        raise SPYLError(f"FSDD: the recordings in {archive} differ from FSDD v1.0.10 ({len(files)} files, content digest "
+                        f"mismatch); replace the archive")
+    return files
+
+
+def parse_name(name):
+    """'7_jackson_32.wav' -> (digit 7, speaker 1, index 32)."""
+    digit, speaker, index = name[:-4].split("_")
+    return int(digit), SPEAKERS.index(speaker), int(index)
+
+
+def load(root=None, download_ok=True):
+    """{"train", "test"}: TimeSeriesData of 200 ms log-mel segments (20 steps x 40 bands,
+    normalised with training statistics) with labels `speaker`, `digit`, `utterance` per segment;
+    and "mean", "std" (per band)."""
+    folder = os.path.join(data_root(root), FOLDER)
+    archive = next((os.path.join(folder, f) for f in ("recordings.tar.gz", "free-spoken-digit-dataset-1.0.10.tar.gz")
+                    if os.path.isfile(os.path.join(folder, f))), None)
+    if archive is None:
+        if root or not download_ok:
+            raise SPYLError(f"FSDD: no recordings.tar.gz in {folder}; pass --data-root to the folder that holds fsdd/")
+        archive = os.path.join(folder, "free-spoken-digit-dataset-1.0.10.tar.gz")
+        download(URL, archive, "FSDD v1.0.10")
+    files = recordings(archive)
+    split = {"train": [], "test": []}
+    for utterance, name in enumerate(sorted(files)):
+        digit, speaker, index = parse_name(name)
+        segs = segments(read_wav(files[name], name))
+        part = "test" if index in TEST_INDICES else "train"
+        split[part].append((segs, np.repeat([[speaker, digit, utterance]], len(segs), axis=0)))
+    out = {}
+    for part in ("train", "test"):
+        out[part] = (np.concatenate([s for s, _ in split[part]]), np.concatenate([l for _, l in split[part]]))
+    frames = out["train"][0].reshape(-1, N_MELS)
+    mean, std = frames.mean(0), frames.std(0)
+    result = {"mean": mean, "std": std}
+    for part, (x, labels) in out.items():
+        result[part] = TimeSeriesData(((x - mean) / std).astype(np.float32),
+                                      {"speaker": labels[:, 0], "digit": labels[:, 1], "utterance": labels[:, 2]}, NAME)
+    return result

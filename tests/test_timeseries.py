@@ -1,0 +1,176 @@
+"""Time series: the loaders against ../shared/timeseries (splits, shapes, normalisation, missing
+values), the probes on synthetic data with a known answer, bad input, the scripts end to end."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT
+from datasets import airquality, etth1, physionet
+from datasets.timeseries import to_windows, zscore_stats
+from probes import classify, classify_sequence, regress_steps
+from utils import SPYLError
+
+SHARED = os.path.join(ROOT, "..", "shared", "timeseries")
+needs_data = pytest.mark.skipif(not os.path.isdir(SHARED), reason="../shared/timeseries not present")
+
+
+@pytest.fixture(scope="module")
+def etth():
+    return etth1.load(SHARED)
+
+
+@pytest.fixture(scope="module")
+def air():
+    return airquality.load(SHARED)
+
+
+@pytest.fixture(scope="module")
+def physio():
+    return physionet.load(SHARED)
+
+
+@needs_data
+def test_etth1_months_years_and_shapes(etth):
+    assert [len(etth[k]) for k in ("train", "valid", "test")] == [14, 3, 6]   # 17 whole months of 2017-18: 85/15
+    assert etth["train"].x.shape[1:] == (28, 24 * 6) and etth["test"].x.dtype == np.float32
+    assert set(etth["train"].labels["year"]) | set(etth["valid"].labels["year"]) <= {2017, 2018}
+    assert set(etth["test"].labels["year"]) == {2016} and sorted(etth["test"].labels["month"]) == list(range(6, 12))
+    ot = etth["test"].labels["ot"]
+    assert ot.shape == (6, 28) and 5 < ot.mean() < 45                       # degrees, raw: not normalised
+
+
+@needs_data
+def test_air_quality_station_months_and_test_year(air):
+    assert [len(air[k]) for k in ("train", "valid", "test")] == [367, 65, 144]  # 36 and 12 months x 12 stations
+    assert air["train"].x.shape[1:] == (28, 24 * 10)
+    assert 2016 not in set(air["train"].labels["year"]) | set(air["valid"].labels["year"])
+    assert set(air["test"].labels["year"]) == {2016} and np.bincount(air["test"].labels["month"]).tolist() == [12] * 12
+    assert 0 < np.isnan(air["train"].x).mean() < 0.05                      # the data's own NA values, kept as missing
+
+
+@needs_data
+def test_physionet_split_padding_and_labels(physio):
+    tr, te = physio["train"], physio["test"]
+    assert tr.x.shape[1:] == (20, 4 * 10) and len(te) == int(0.2 * (len(tr) + len(physio["valid"]) + len(te)))
+    assert te.labels["record"].max() < tr.labels["record"].min()              # the first 20% by RecordID are the test set
+    assert set(np.unique(tr.labels["icu"])) == {0, 1, 2, 3} and set(np.unique(tr.labels["death"])) == {0, 1}
+    assert 40 <= tr.labels["hours"].min() and tr.labels["hours"].max() <= 49   # 48 h stays, at least 40 hourly bins
+    hours = tr.x[0].reshape(80, 10)
+    assert np.isnan(hours[tr.labels["hours"][0]:]).all()                      # the padding is missing, not zero
+    assert np.isfinite(hours[:tr.labels["hours"][0]]).any()
+
+
+@needs_data
+@pytest.mark.parametrize("name", ["etth", "air", "physio"])
+def test_normalisation_uses_training_statistics_only(name, request):
+    splits = request.getfixturevalue(name)
+    tr = splits["train"].x
+    raw = tr.reshape(len(tr), -1, len(splits["mean"])) * splits["std"] + splits["mean"]   # back to raw units
+    mean, std = zscore_stats(raw)
+    assert np.allclose(mean, splits["mean"], rtol=1e-3, atol=1e-3) and np.allclose(std, splits["std"], rtol=1e-3)
+    assert abs(np.nanmean(tr)) < 1e-3 and abs(np.nanstd(tr) - 1) < 1e-2     # the training split is z-scored ...
+    assert abs(np.nanmean(splits["test"].x)) > 1e-3                          # ... and the test split was not used
+
+
+def test_windows_are_hour_major():
+    x = np.arange(2 * 8 * 3, dtype=np.float32).reshape(2, 8, 3)               # 2 sequences, 8 hours, 3 features
+    w = to_windows(x, 4)
+    assert w.shape == (2, 2, 12) and np.array_equal(w[1, 1], x[1, 4:8].reshape(-1))
+
+
+def test_physionet_cleaning():
+    assert np.isnan(physionet.clean("DiasABP", -1)) and np.isnan(physionet.clean("DiasABP", 250))
+    assert physionet.clean("Temp", 37.0) == 37.0 and physionet.clean("Temp", 98.6) == pytest.approx(37.0)
+    assert np.isnan(physionet.clean("Temp", 12.0)) and physionet.clean("GCS", 0.0) == 0.0
+    text = "Time,Parameter,Value\n00:00,RecordID,7\n00:00,ICUType,2\n00:30,Temp,98.6\n00:50,Temp,36.4\n02:40,GCS,15\n"
+    record, icu, hourly = physionet.parse_record(text)
+    assert (record, icu) == (7, 2) and hourly.shape == (3, 10)               # hours 0, 1, 2 from the first measurement
+    assert hourly[0, physionet.FEATURES.index("Temp")] == pytest.approx((37.0 + 36.4) / 2)
+    assert np.isnan(hourly[1]).all() and hourly[2, physionet.FEATURES.index("GCS")] == 15
+    with pytest.raises(SPYLError, match="not hh:mm,Parameter,number"):
+        physionet.parse_record("Time,Parameter,Value\n00:10,HR,fast\n")
+
+
+def test_probes_find_a_known_answer():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 300)
+    x = np.eye(4)[y] * 3 + rng.normal(size=(300, 4)) * 0.3                   # separable classes
+    acc, probs = classify(x[:200], y[:200], x[200:], y[200:], 4)
+    assert acc > 0.95 and probs.shape == (100, 4) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert classify(rng.normal(size=(200, 4)), y[:200], x[200:], y[200:], 4)[0] < 0.5   # noise: near chance
+    s, d = rng.normal(size=(60, 3)), rng.normal(size=(60, 5, 2))
+    target = 20 + 5 * d[..., 0] + 3 * s[:, :1]                                 # a value per step from [s, d_t]
+    mae = regress_steps(s[:40], d[:40], target[:40], s[40:], d[40:], target[40:], epochs=300)
+    assert mae < 0.3 * np.abs(target[40:] - target[:40].mean()).mean()       # far better than the mean
+    label = (d[:, :, 1].mean(1) > 0).astype(np.float32)                       # death, say, written in d
+    p = classify_sequence(s[:40], d[:40], np.full(40, 4), label[:40], s[40:], d[40:], np.full(20, 4), epochs=80)
+    from sklearn.metrics import roc_auc_score
+    assert roc_auc_score(label[40:], p) > 0.9
+    with pytest.raises(SPYLError, match="must be as many"):
+        classify(x[:10], y[:9], x, y, 4)
+
+
+def test_missing_file_and_data_root_get_one_line(tmp_path):
+    with pytest.raises(SPYLError, match="data root .* does not exist"):
+        etth1.load(str(tmp_path / "nowhere"))
+    with pytest.raises(SPYLError, match="ETTh1: .*ETTh1.csv is missing"):
+        etth1.load(str(tmp_path))
+    (tmp_path / "physionet2012").mkdir()
+    with pytest.raises(SPYLError, match="PhysioNet: .*Outcomes-a.txt is missing"):
+        physionet.load(str(tmp_path))
+
+
+@needs_data
+def test_damaged_file_and_wrong_columns_get_one_line(tmp_path):
+    (tmp_path / "etth1").mkdir()
+    shutil.copy(os.path.join(SHARED, "etth1", "ETTh1.csv"), tmp_path / "etth1" / "ETTh1.csv")
+    with open(tmp_path / "etth1" / "ETTh1.csv", "r+b") as f:                  # one byte changed
+        f.seek(1000)
+        f.write(b"#")
+    with pytest.raises(SPYLError, match="damaged or a different file"):
+        etth1.load(str(tmp_path))
+    (tmp_path / "wrong.csv").write_text("date,HUFL,OT\n2016-07-01 00:00:00,1,2\n")
+    with pytest.raises(SPYLError, match="expected \\['date', 'HUFL'"):
+        etth1.read_csv(tmp_path / "wrong.csv")
+    (tmp_path / "bad.csv").write_text(",".join(airquality.COLUMNS) + "\n1,2013,3,1,0,x" + ",1" * 12 + "\n")
+    with pytest.raises(SPYLError, match="not numbers or NA"):
+        airquality.read_csv(tmp_path / "bad.csv")
+    (tmp_path / "physionet2012").mkdir()
+    shutil.copy(os.path.join(SHARED, "physionet2012", "Outcomes-a.txt"), tmp_path / "physionet2012")
+    (tmp_path / "physionet2012" / "set-a.tar.gz").write_bytes(b"not an archive")
+    with pytest.raises(SPYLError, match="not a readable tar.gz archive"):
+        physionet.load(str(tmp_path))
+
+
+@needs_data
+def test_train_and_experiments_end_to_end(tmp_path):
+    import train
+    weights = tmp_path / "w"
+    for row in ("spyl", "dsvae"):
+        extra = ["--dsvae"] if row == "dsvae" else []
+        train.main(["--dataset", "etth1", "--data-root", SHARED, "--epochs", "3", "--warmup-epochs", "1",
+                    "--run-dir", str(tmp_path / row), "--out", str(weights / f"etth1-{row}.pth"), *extra])
+    log = [json.loads(x) for x in (tmp_path / "spyl" / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 3 and "nce_s" in log[-1]["train"] and (tmp_path / "spyl" / "recon.png").stat().st_size > 0
+    out = tmp_path / "ts.json"
+    p = subprocess.run([sys.executable, "timeseries_experiments.py", "--data-root", SHARED, "--dataset", "etth1",
+                        "--weights-dir", str(weights), "--fig-dir", str(tmp_path / "fig"), "--out-json", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert set(res) == {"etth1"} and set(res["etth1"]) == {"spyl", "dsvae", "rf"}
+    assert all(0 < res["etth1"][r]["mae"]["mean"] < 40 and res["etth1"][r]["mae"]["std"] >= 0 for r in res["etth1"])
+    assert "12.220" in p.stdout and "10.190" in p.stdout                      # the published anchors beside ours
+    for f in ("timeseries_recon.png", "timeseries_static.png"):
+        assert (tmp_path / "fig" / f).stat().st_size > 0
+
+
+def test_experiments_refuse_an_unknown_set():
+    p = subprocess.run([sys.executable, "timeseries_experiments.py", "--dataset", "ett"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "unknown dataset 'ett'" in p.stderr and "Traceback" not in p.stderr
