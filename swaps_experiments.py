@@ -98,6 +98,8 @@ def evaluate(model, judges, data, device, repeats=5, seed=0, oracle=None, progre
             for _ in tqdm(range(repeats), desc="swap repeats", disable=not progress, leave=False, file=sys.stderr)]
     results = {}
     for k in runs[0][0][next(iter(judges))]:
+        if model is None and k.endswith("_kept"):  # leakage needs codes to leak through; real sequences have none
+            continue
         per_judge = {name: float(np.mean([r[0][name][k] for r in runs])) for name in judges}
         per_repeat = [np.mean([r[0][name][k] for name in judges]) for r in runs]
         results[k] = {"mean": float(np.mean(per_repeat)), "std": float(np.std(per_repeat)), "judges": per_judge,

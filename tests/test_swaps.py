@@ -261,4 +261,4 @@ def test_real_sequences_are_the_ceiling(sprites_dir):
     for k in ("action", "skin", "pants", "top", "hair", "oracle_skin", "oracle_pants", "oracle_top", "oracle_hair", "oracle_real_frames"):
         assert r[k]["mean"] == 1.0, k
     assert r["IS"]["mean"] > 8.99 and r["H(y|x)"]["mean"] < 0.01 and r["IS"]["spread"] < 0.01
-    assert "oracle_real_frames_recon" not in r
+    assert "oracle_real_frames_recon" not in r and "action|static_kept" not in r  # no codes, no leakage

@@ -1,0 +1,185 @@
+"""Speech experiments: does s hold the speaker and d the words? The paper's TIMIT protocol on
+the Free Spoken Digit Dataset (6 speakers, digits 0-9; datasets/fsdd.py).
+
+    python audio_experiments.py --data-root ../shared/audio     # the shipped weights/audio/ models
+    python audio_experiments.py --train                         # retrain 3 seeds of SPYL and of DSVAE first
+
+- Speaker verification: each test utterance is represented by s averaged over its 200 ms
+  segments (static) or by d averaged over its segments and steps (dynamic); every pair of
+  test utterances is scored by cosine similarity, target = same speaker; the equal error
+  rate is where false acceptances equal false rejections. Static EER should be low (s knows
+  the speaker), dynamic EER high (d does not).
+- Probes (probes.classify, Linear-ReLU-Linear on the same utterance codes, trained on the
+  training utterances): digit and speaker accuracy from s and from d.
+- Swaps you can hear: A's s with B's d (A's voice saying B's digit), decoded, turned back into
+  sound by Griffin-Lim; spectrograms in fig/audio_swap.png, WAV files in fig/audio/.
+Rows: SPYL and DSVAE with the same budget, mean and std over 3 seeds (3 trained models each).
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+import train
+from dataloader import load_splits
+from datasets import fsdd
+from model import SPYL
+from probes import classify, frozen_codes
+from utils import SPYLError, atomic_write, figure, pick_device, run_main, save_figure
+
+# Static / dynamic EER on TIMIT as reprinted in later work (%).
+ANCHORS = {"SPYL": (3.41, 33.22), "C-DSVAE": (4.03, 31.81), "FHVAE": (5.06, 22.77), "DSVAE": (5.64, 19.20)}
+ROWS = ("spyl", "dsvae")
+SEEDS = (0, 1, 2)
+FIGURES = ("static_eer", "dynamic_eer", "digit_acc_from_d", "digit_acc_from_s", "speaker_acc_from_s", "speaker_acc_from_d")
+
+
+def equal_error_rate(scores, targets):
+    """The rate at which false rejections equal false acceptances as the threshold moves over the
+    scores (targets: 1 for a same-speaker pair); linear interpolation between ROC points."""
+    from sklearn.metrics import roc_curve
+    targets = np.asarray(targets)
+    if targets.min() == targets.max():
+        raise SPYLError("the EER needs both target and non-target pairs")
+    fpr, tpr, _ = roc_curve(targets, scores)
+    fnr = 1 - tpr
+    i = int(np.flatnonzero(fnr <= fpr)[0])  # fpr rises and fnr falls along the curve
+    if i == 0:
+        return float(fpr[0])
+    a, b = fpr[i - 1] - fnr[i - 1], fpr[i] - fnr[i]
+    t = -a / (b - a)
+    return float(fpr[i - 1] + t * (fpr[i] - fpr[i - 1]))
+
+
+def pair_scores(codes, speakers):
+    """Cosine similarity and same-speaker target of every pair i < j of utterance codes."""
+    u = codes / np.linalg.norm(codes, axis=1, keepdims=True).clip(1e-12)
+    i, j = np.triu_indices(len(u), k=1)
+    return (u[i] * u[j]).sum(1), (speakers[i] == speakers[j]).astype(int)
+
+
+def utterance_codes(model, data, device):
+    """Per utterance: s averaged over its segments, d over its segments and steps, and its labels."""
+    s, d = frozen_codes(model, data, device)
+    d = d.mean(1)
+    utt = data.labels["utterance"]
+    ids, first = np.unique(utt, return_index=True)
+    s_u = np.stack([s[utt == k].mean(0) for k in ids])
+    d_u = np.stack([d[utt == k].mean(0) for k in ids])
+    return s_u, d_u, data.labels["speaker"][first], data.labels["digit"][first]
+
+
+def evaluate_model(model, splits, device, seed):
+    """Every figure of one trained model -> {figure: value} (EERs and accuracies as fractions)."""
+    s_tr, d_tr, spk_tr, dig_tr = utterance_codes(model, splits["train"], device)
+    s_te, d_te, spk_te, dig_te = utterance_codes(model, splits["test"], device)
+    out = {"static_eer": equal_error_rate(*pair_scores(s_te, spk_te)), "dynamic_eer": equal_error_rate(*pair_scores(d_te, spk_te))}
+    for name, (x_tr, x_te) in (("s", (s_tr, s_te)), ("d", (d_tr, d_te))):
+        out[f"digit_acc_from_{name}"] = classify(x_tr, dig_tr, x_te, dig_te, 10, seed=seed)[0]
+        out[f"speaker_acc_from_{name}"] = classify(x_tr, spk_tr, x_te, spk_te, len(fsdd.SPEAKERS), seed=seed)[0]
+    return out
+
+
+def weights_path(folder, row, seed):
+    """weights/audio/fsdd-spyl-0.pth and the like."""
+    return os.path.join(folder, f"fsdd-{row}-{seed}.pth")
+
+
+def format_table(results):
+    """Our rows (mean ± std over seeds) and the published TIMIT rows."""
+    r = results["fsdd"]
+    pct = lambda v: f"{100 * v['mean']:.2f} ± {100 * v['std']:.2f}"
+    lines = [f"{'FSDD (ours)':<16}{'static EER':>16}{'dynamic EER':>16}{'gap':>8}{'digit|d':>16}{'digit|s':>16}{'speaker|s':>16}{'speaker|d':>16}"]
+    for row in r:
+        f = r[row]
+        gap = 100 * (f["dynamic_eer"]["mean"] - f["static_eer"]["mean"])
+        lines.append(f"{row.upper():<16}{pct(f['static_eer']):>16}{pct(f['dynamic_eer']):>16}{gap:>8.2f}"
+                     + "".join(f"{pct(f[k]):>16}" for k in FIGURES[2:]))
+    lines.append(f"{'TIMIT (published)':<16}")
+    for name, (st, dy) in ANCHORS.items():
+        lines.append(f"{name:<16}{st:>16.2f}{dy:>16.2f}{dy - st:>8.2f}")
+    lines.append("(EER and accuracies in %; static EER: lower is better, dynamic EER: higher is better)")
+    return "\n".join(lines)
+
+
+@torch.no_grad()
+def swap_demo(model, splits, fig_dir, pair=((0, 3), (3, 7))):
+    """A's voice saying B's digit and back: spectrograms (fig/audio_swap.png) and WAV files
+    (fig/audio/): the originals as Griffin-Lim hears their features, and the two swaps."""
+    from scipy.io import wavfile
+    test = splits["test"]
+    lab = test.labels
+    pick = lambda spk, dig: lab["utterance"][np.flatnonzero((lab["speaker"] == spk) & (lab["digit"] == dig))[0]]
+    utts = [pick(*p) for p in pair]
+    xs = [test.batch(np.flatnonzero(lab["utterance"] == u)) for u in utts]       # segments x 20 x 40
+    codes = [model.encode(x) for x in xs]
+    s = [c[0].mean(0, keepdim=True) for c in codes]                              # the utterance's s
+    ab = model.decode(s[0].expand(len(xs[1]), -1), codes[1][2])                  # A's s, B's d
+    ba = model.decode(s[1].expand(len(xs[0]), -1), codes[0][2])
+    raw = lambda x: x.reshape(-1, fsdd.N_MELS).numpy() * splits["std"] + splits["mean"]
+    names = [f"{fsdd.SPEAKERS[p[0]]} says {p[1]}" for p in pair]
+    rows = [(f"A: {names[0]}", raw(xs[0]), "A.wav"), (f"B: {names[1]}", raw(xs[1]), "B.wav"),
+            (f"A's s, B's d: {fsdd.SPEAKERS[pair[0][0]]}'s voice saying {pair[1][1]}?", raw(ab), "A_voice_B_digit.wav"),
+            (f"B's s, A's d: {fsdd.SPEAKERS[pair[1][0]]}'s voice saying {pair[0][1]}?", raw(ba), "B_voice_A_digit.wav")]
+    fig, axes = figure(len(rows), 1, figsize=(7, 1.9 * len(rows)))
+    written = []
+    for ax, (title, frames, wav) in zip(axes, rows):
+        ax.imshow(frames.T, origin="lower", aspect="auto", cmap="magma")
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel("mel band", fontsize=8)
+        audio = fsdd.mel_to_audio(frames)
+        pcm = (np.clip(audio / max(np.abs(audio).max(), 1e-6), -1, 1) * 0.9 * 32767).astype(np.int16)
+        path = os.path.join(fig_dir, "audio", wav)
+        atomic_write(path, lambda f: wavfile.write(f, fsdd.RATE, pcm))
+        written.append(path)
+    axes[-1].set_xlabel("frame (10 ms)", fontsize=8)
+    path = os.path.join(fig_dir, "audio_swap.png")
+    save_figure(fig, path, dpi=90)
+    return [path, *written]
+
+
+def retrain(data_root, weights_dir, runs_dir):
+    """Train SPYL and DSVAE on FSDD with its preset, one model per seed, into weights_dir."""
+    for row in ROWS:
+        for seed in SEEDS:
+            train.train_model("fsdd", weights_path(weights_dir, row, seed), os.path.join(runs_dir, f"fsdd-{row}-{seed}"),
+                              data_root, dsvae=row == "dsvae", seed=seed)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Speech experiments on FSDD: speaker verification EER of s and d, probes, swaps.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data-root", default="", help="folder holding fsdd/recordings.tar.gz (default: $SPYL_DATA_ROOT, else data/, downloading)")
+    p.add_argument("--weights-dir", default="weights/audio")
+    p.add_argument("--train", action="store_true", help="retrain 3 seeds of SPYL and of DSVAE first (writes --weights-dir)")
+    p.add_argument("--runs-dir", default="runs/audio", help="with --train: the run folders")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--fig-dir", default="fig")
+    p.add_argument("--out-json", default="fig/audio.json")
+    a = p.parse_args(argv)
+    device = pick_device(a.device)
+    t0 = time.time()
+    if a.train:
+        retrain(a.data_root, a.weights_dir, a.runs_dir)
+    splits = load_splits("fsdd", a.data_root or None)
+    results = {"fsdd": {}}
+    for row in ROWS:
+        paths = [weights_path(a.weights_dir, row, seed) for seed in SEEDS]
+        missing = [q for q in paths if not os.path.isfile(q)]
+        if missing:
+            raise SPYLError(f"no {missing[0]}; train the models with `python audio_experiments.py --train`")
+        runs = [evaluate_model(SPYL.load(q, map_location=device), splits, device, seed) for q, seed in zip(paths, SEEDS)]
+        results["fsdd"][row] = {k: {"mean": float(np.mean([r[k] for r in runs])), "std": float(np.std([r[k] for r in runs]))}
+                                for k in FIGURES}
+    print(format_table(results))
+    atomic_write(a.out_json, lambda f: json.dump(results, f, indent=1), mode="w")
+    written = swap_demo(SPYL.load(weights_path(a.weights_dir, "spyl", SEEDS[0])), splits, a.fig_dir)
+    print(f"wrote {a.out_json}, {', '.join(written)} in {time.time() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    run_main(main)

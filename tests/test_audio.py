@@ -1,0 +1,138 @@
+"""Speech: the FSDD loader against ../shared/audio, the features on a known tone, the EER on
+scores with a known answer, bad input, and the experiments script end to end."""
+import io
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+from scipy.io import wavfile
+
+from audio_experiments import equal_error_rate, pair_scores
+from conftest import ROOT
+from datasets import fsdd
+from utils import SPYLError
+
+SHARED = os.path.join(ROOT, "..", "shared", "audio")
+needs_data = pytest.mark.skipif(not os.path.isdir(SHARED), reason="../shared/audio not present")
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return fsdd.load(SHARED)
+
+
+@needs_data
+def test_split_shapes_and_speakers(splits):
+    tr, te = splits["train"], splits["test"]
+    assert tr.x.shape[1:] == (20, 40) and te.x.shape[1:] == (20, 40)
+    assert len(np.unique(tr.labels["utterance"])) == 2700 and len(np.unique(te.labels["utterance"])) == 300  # indices 5-49 / 0-4
+    for part in (tr, te):
+        assert set(part.labels["speaker"]) == set(range(6)) and set(part.labels["digit"]) == set(range(10))
+    assert not set(tr.labels["utterance"]) & set(te.labels["utterance"])
+    assert abs(tr.x.mean()) < 1e-3 and abs(tr.x.std() - 1) < 1e-2                  # normalised with training statistics
+    assert np.allclose(tr.x.reshape(-1, 40).mean(0), 0, atol=1e-3)                 # per band
+
+
+def tone(freq, seconds=0.4, amplitude=0.5):
+    t = np.arange(int(seconds * fsdd.RATE)) / fsdd.RATE
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def test_log_mel_of_a_known_tone():
+    import librosa
+    centres = librosa.mel_frequencies(n_mels=fsdd.N_MELS + 2, fmin=0, fmax=fsdd.RATE / 2)[1:-1]
+    for freq in (300.0, 1000.0, 2500.0):
+        seg = fsdd.segments(tone(freq))
+        assert seg.shape == (2, 20, 40)                                   # 0.4 s -> two 200 ms segments of 20 frames
+        band = seg[0, 5:15].mean(0).argmax()                              # away from the padded end
+        assert abs(centres[band] - freq) <= np.diff(centres).max()        # the peak sits in the tone's band
+    quiet, loud = fsdd.segments(tone(1000.0, amplitude=0.25)), fsdd.segments(tone(1000.0, amplitude=0.5))
+    band = quiet[0, 5:15].mean(0).argmax()
+    assert loud[0, 5:15, band].mean() - quiet[0, 5:15, band].mean() == pytest.approx(math.log(4), abs=0.01)  # power: x2 -> +log 4
+
+
+def test_equal_error_rate_on_constructed_scores():
+    assert equal_error_rate([0.9, 0.8, 0.2, 0.1], [1, 1, 0, 0]) == 0.0               # perfectly separated
+    rng = np.random.default_rng(0)
+    same = np.concatenate([rng.normal(1, 1, 100_000), rng.normal(0, 1, 100_000)])
+    labels = np.r_[np.ones(100_000), np.zeros(100_000)]
+    from scipy.stats import norm
+    assert equal_error_rate(same, labels) == pytest.approx(norm.cdf(-0.5), abs=0.005)  # two unit Gaussians 1 apart
+    assert equal_error_rate(rng.normal(size=20_000), rng.integers(0, 2, 20_000)) == pytest.approx(0.5, abs=0.02)
+    with pytest.raises(SPYLError, match="both target and non-target"):
+        equal_error_rate([0.1, 0.2], [1, 1])
+    scores, targets = pair_scores(np.array([[1.0, 0], [2, 0], [0, 1]]), np.array([0, 0, 1]))
+    assert np.allclose(scores, [1, 0, 0]) and targets.tolist() == [1, 0, 0]           # pairs (0,1), (0,2), (1,2)
+
+
+def wav_bytes(x, rate):
+    buf = io.BytesIO()
+    wavfile.write(buf, rate, x)
+    return buf.getvalue()
+
+
+def test_bad_recordings_get_one_line():
+    good = (tone(440) * 32767).astype(np.int16)
+    assert fsdd.read_wav(wav_bytes(good, 8000)).shape == good.shape
+    with pytest.raises(SPYLError, match="sampled at 16000 Hz; this protocol needs 8000 Hz"):
+        fsdd.read_wav(wav_bytes(good, 16000), "x.wav")
+    with pytest.raises(SPYLError, match="expected mono 16-bit PCM"):
+        fsdd.read_wav(wav_bytes(np.stack([good, good], 1), 8000), "x.wav")
+    with pytest.raises(SPYLError, match="not a readable WAV file"):
+        fsdd.read_wav(b"RIFF\x00\x00garbage", "x.wav")
+
+
+def test_missing_or_damaged_archive_gets_one_line(tmp_path):
+    (tmp_path / "fsdd").mkdir()
+    with pytest.raises(SPYLError, match="no recordings.tar.gz in"):
+        fsdd.load(str(tmp_path))
+    (tmp_path / "fsdd" / "recordings.tar.gz").write_bytes(b"\x1f\x8b not really")
+    with pytest.raises(SPYLError, match="not a readable tar.gz archive"):
+        fsdd.load(str(tmp_path))
+    with tarfile.open(tmp_path / "fsdd" / "recordings.tar.gz", "w:gz") as tf:     # one recording, not FSDD
+        data = wav_bytes((tone(440) * 32767).astype(np.int16), 8000)
+        info = tarfile.TarInfo("recordings/0_george_0.wav")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    with pytest.raises(SPYLError, match="differ from FSDD v1.0.10"):
+        fsdd.load(str(tmp_path))
+
+
+@needs_data
+def test_train_and_experiments_end_to_end(tmp_path):
+    import train
+    model = tmp_path / "m.pth"
+    train.main(["--dataset", "fsdd", "--data-root", SHARED, "--epochs", "1", "--warmup-epochs", "1", "--hidden", "32", "--g-dim", "16",
+                "--run-dir", str(tmp_path / "run"), "--out", str(model)])
+    weights = tmp_path / "w"
+    weights.mkdir()
+    for row in ("spyl", "dsvae"):
+        for seed in (0, 1, 2):
+            shutil.copy(model, weights / f"fsdd-{row}-{seed}.pth")
+    out = tmp_path / "audio.json"
+    p = subprocess.run([sys.executable, "audio_experiments.py", "--data-root", SHARED, "--weights-dir", str(weights),
+                        "--fig-dir", str(tmp_path / "fig"), "--out-json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads(out.read_text())["fsdd"]
+    assert set(res) == {"spyl", "dsvae"}
+    for row in res.values():
+        assert set(row) == {"static_eer", "dynamic_eer", "digit_acc_from_d", "digit_acc_from_s", "speaker_acc_from_s", "speaker_acc_from_d"}
+        assert all(0 <= v["mean"] <= 1 for v in row.values())
+        assert row["static_eer"]["std"] == 0 and row["dynamic_eer"]["std"] == 0   # one model thrice: the EER has no seed
+    assert "3.41" in p.stdout and "33.22" in p.stdout                                 # the TIMIT anchors beside ours
+    for name in ("A.wav", "B.wav", "A_voice_B_digit.wav", "B_voice_A_digit.wav"):
+        rate, x = wavfile.read(tmp_path / "fig" / "audio" / name)
+        assert rate == 8000 and x.dtype == np.int16 and len(x) > 1600 and np.abs(x).max() > 1000
+    assert (tmp_path / "fig" / "audio_swap.png").stat().st_size > 0
+
+
+def test_missing_weights_get_one_line(tmp_path):
+    p = subprocess.run([sys.executable, "audio_experiments.py", "--data-root", SHARED, "--weights-dir", str(tmp_path)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and "audio_experiments.py --train" in p.stderr and "Traceback" not in p.stderr
