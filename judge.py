@@ -187,7 +187,7 @@ def load_judges(paths, dataset, device="cpu"):
 
 
 @torch.no_grad()
-def test_report(judge, data, device, batch_size=256, noise=NOISE, seed=0):
+def measure_on(judge, data, device, batch_size=256, noise=NOISE, seed=0):
     """Per-head accuracy on data, the same under pixel noise of std `noise`, and the action head's
     IS, H(y|x), H(y): the record the gate reads."""
     judge.eval()
@@ -303,7 +303,7 @@ def calibrate(judge, held_out, test, device):
     temps = fit_temperature(judge, held_out, device)
     print(f"judge {judge.config.arch}-{judge.config.seed}: temperatures fitted on {len(held_out)} held-out training sequences: "
           + " ".join(f"{n} {t:.3f}" for n, t in zip(LABEL_NAMES, temps)), file=sys.stderr)
-    return {"temperature": dict(zip(LABEL_NAMES, temps)), "held_out_sequences": len(held_out), **test_report(judge, test, device)}
+    return {"temperature": dict(zip(LABEL_NAMES, temps)), "held_out_sequences": len(held_out), **measure_on(judge, test, device)}
 
 
 def recalibrate(path, train, test, device):

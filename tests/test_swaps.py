@@ -11,7 +11,7 @@ import torch
 from conftest import ROOT, tiny_config
 from dataloader import load_sprites
 from dataloader import LABEL_NAMES
-from judge import NOISE, Judge, JudgeConfig, gate_failures, judge_paths, load_judges, temperature_for, test_report
+from judge import NOISE, Judge, JudgeConfig, gate_failures, judge_paths, load_judges, measure_on, temperature_for
 from model import SPYL
 from oracle import PixelOracle
 from swaps_experiments import evaluate, format_table, inception_metrics, markdown_rows
@@ -103,10 +103,10 @@ def test_temperature_sharpens_a_judge_that_is_always_right_only_as_far_as_the_da
     assert best <= t_wrong and torch.nn.functional.cross_entropy(wrong / t_wrong, y) < torch.nn.functional.cross_entropy(wrong / best, y) + 1e-5
 
 
-def test_test_report_measures_calibration(builtin_small):
+def test_measure_on_reports_calibration(builtin_small):
     _, test = builtin_small
     torch.manual_seed(0)
-    report = test_report(Judge(JudgeConfig(dataset="builtin", conv_width=4, g_dim=8, hidden=8)), test, "cpu")
+    report = measure_on(Judge(JudgeConfig(dataset="builtin", conv_width=4, g_dim=8, hidden=8)), test, "cpu")
     assert set(report["accuracy"]) == set(LABEL_NAMES) and set(report[f"accuracy_noise_{NOISE}"]) == set(LABEL_NAMES)
     cal = report["action_calibration"]
     assert 1 <= cal["IS"] < 2 and cal["H(y|x)"] > 1.5  # an untrained judge is unsure of everything
@@ -153,7 +153,7 @@ def test_shipped_judges_pass_the_gate_on_real_sequences(sprites_dir):
     judges = load_judges(JUDGES, "sprites")
     assert len({j.config.arch for j in judges.values()}) >= 2 and len({(j.config.arch, j.config.seed) for j in judges.values()}) >= 3
     for name, judge in judges.items():
-        report = test_report(judge, sub, "cpu")
+        report = measure_on(judge, sub, "cpu")
         assert not gate_failures(report), (name, gate_failures(report))
         assert min(report[f"accuracy_noise_{NOISE}"].values()) >= 0.99, name    # robust to a little pixel noise
         assert os.path.getsize(os.path.join(ROOT, "weights", name)) < 5 * 2**20
