@@ -18,7 +18,6 @@ Rows: SPYL and DSVAE with the same budget, mean and std over 3 seeds (3 trained 
 import argparse
 import json
 import os
-import sys
 import time
 
 import numpy as np

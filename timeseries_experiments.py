@@ -15,7 +15,6 @@ forest on the raw features (scikit-learn), as in the published table.
 """
 import argparse
 import json
-import math
 import os
 import sys
 import time

@@ -40,3 +40,10 @@ def download(url, path, name, digest=None, timeout=30):
     if digest is not None and hashlib.sha256(data).hexdigest() != digest:
         raise SPYLError(f"downloaded {name} does not match its SHA-256; the server sent something else, try again later")
     atomic_write(path, lambda f: f.write(data))
+
+
+def listing_digest(files):
+    """SHA-256 of a folder listing as `LC_ALL=C sha256sum * | sha256sum` prints it, from {file name: bytes}:
+    how an archive is checked whose bytes differ between packers but whose files do not."""
+    lines = "".join(f"{hashlib.sha256(files[n]).hexdigest()}  {n}\n" for n in sorted(files, key=str.encode))
+    return hashlib.sha256(lines.encode()).hexdigest()

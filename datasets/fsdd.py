@@ -12,14 +12,13 @@ The paper's speech protocol (TIMIT) applied to FSDD:
 - split: recordings 0-4 of every speaker and digit are the test set (the dataset's own),
   5-49 the training set.
 """
-import hashlib
 import io
 import os
 import tarfile
 
 import numpy as np
 
-from datasets.fetch import data_root, download
+from datasets.fetch import data_root, download, listing_digest
 from datasets.timeseries import TimeSeriesData
 from utils import SPYLError
 
@@ -82,9 +81,7 @@ def recordings(archive):
                      if m.isfile() and m.name.endswith(".wav") and "/recordings/" in "/" + m.name}
     except (tarfile.TarError, OSError, EOFError) as e:
         raise SPYLError(f"FSDD: {archive} is not a readable tar.gz archive ({e}); delete it and fetch it again") from None
-    digest = hashlib.sha256("".join(f"{hashlib.sha256(files[n]).hexdigest()}  {n}\n"
-                                    for n in sorted(files, key=str.encode)).encode()).hexdigest()
-    if digest != CONTENT_SHA256:
+    if listing_digest(files) != CONTENT_SHA256:
         raise SPYLError(f"FSDD: the recordings in {archive} differ from FSDD v1.0.10 ({len(files)} files, content digest "
                         f"mismatch); replace the archive")
     return files

@@ -13,14 +13,12 @@ drops the measurements taken at that first minute), and the padding to 80 hours 
 although no stay is longer than 48: it is what the published numbers were made with.
 """
 import csv
-import hashlib
-import io
 import os
 import tarfile
 
 import numpy as np
 
-from datasets.fetch import check_file, data_root, download
+from datasets.fetch import check_file, data_root, download, listing_digest
 from datasets.timeseries import make_splits, train_valid_split
 from utils import SPYLError
 
@@ -88,17 +86,6 @@ def parse_record(text):
     return int(static["RecordID"]), int(static.get("ICUType", 0)), hourly
 
 
-def content_digest(archive):
-    """SHA-256 over the archive's .txt members as `LC_ALL=C sha256sum *.txt | sha256sum` prints it."""
-    lines = []
-    with tarfile.open(archive) as tf:
-        for m in tf:
-            if m.isfile() and m.name.endswith(".txt"):
-                lines.append((os.path.basename(m.name), hashlib.sha256(tf.extractfile(m).read()).hexdigest()))
-    lines.sort(key=lambda x: x[0].encode())
-    return hashlib.sha256("".join(f"{h}  {n}\n" for n, h in lines).encode()).hexdigest()
-
-
 def read_outcomes(path):
     """Outcomes-a.txt -> {RecordID: in-hospital death 0/1}."""
     with open(path, newline="") as f:
@@ -121,13 +108,13 @@ def load(root=None, download_ok=True, seed=0):
     if not os.path.isfile(archive):
         raise SPYLError(f"PhysioNet: {archive} is missing")
     try:
-        if content_digest(archive) != CONTENT_SHA256:
-            raise SPYLError(f"PhysioNet: the records in {archive} differ from set A 1.0.0 (content digest mismatch); replace it")
         with tarfile.open(archive) as tf:
-            texts = [tf.extractfile(m).read().decode() for m in sorted(tf.getmembers(), key=lambda m: m.name)
-                     if m.isfile() and m.name.endswith(".txt")]
+            files = {os.path.basename(m.name): tf.extractfile(m).read() for m in tf if m.isfile() and m.name.endswith(".txt")}
     except (tarfile.TarError, OSError, EOFError) as e:
         raise SPYLError(f"PhysioNet: {archive} is not a readable tar.gz archive ({e}); delete it and fetch it again") from None
+    if listing_digest(files) != CONTENT_SHA256:
+        raise SPYLError(f"PhysioNet: the records in {archive} differ from set A 1.0.0 (content digest mismatch); replace it")
+    texts = [files[name].decode() for name in sorted(files)]
     deaths = read_outcomes(outcomes)
     hours, labels = [], []
     for text in texts:

@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import ROOT
 from datasets import airquality, etth1, physionet
