@@ -27,7 +27,7 @@ import train
 from dataloader import load_splits
 from datasets import fsdd
 from model import SPYL
-from probes import classify, frozen_codes
+from probes import classify, frozen_codes, mean_std
 from utils import SPYLError, atomic_write, figure, pick_device, run_main, save_figure
 
 # Static / dynamic EER on TIMIT as reprinted in later work (%).
@@ -172,8 +172,7 @@ def main(argv=None):
         if missing:
             raise SPYLError(f"no {missing[0]}; train the models with `python audio_experiments.py --train`")
         runs = [evaluate_model(SPYL.load(q, map_location=device), splits, device, seed) for q, seed in zip(paths, SEEDS)]
-        results["fsdd"][row] = {k: {"mean": float(np.mean([r[k] for r in runs])), "std": float(np.std([r[k] for r in runs]))}
-                                for k in FIGURES}
+        results["fsdd"][row] = mean_std(runs)
     print(format_table(results))
     atomic_write(a.out_json, lambda f: json.dump(results, f, indent=1), mode="w")
     written = swap_demo(SPYL.load(weights_path(a.weights_dir, "spyl", SEEDS[0])), splits, a.fig_dir)

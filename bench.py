@@ -90,9 +90,9 @@ def run_one(args):
 
 
 def bench_eval(device, data_dir="", n=504):
-    """Seconds per sequence of one swap-evaluation draw, judged by an ensemble shaped like the
+    """Sequences per second of one swap-evaluation draw, judged by an ensemble shaped like the
     shipped one (untrained: the cost is the same), and of the pixel oracle on real Sprites
-    (with data_dir); cpu-preset model. Returns {"eval_seq_per_s", "oracle_seq_per_s"}."""
+    (with data_dir); cpu-preset model. Returns {"eval_seq_per_s", "judges", "oracle_seq_per_s"}."""
     from dataloader import SequenceData, load_sprites
     from judge import DEFAULT_MEMBERS, Judge, JudgeConfig
     from oracle import PixelOracle

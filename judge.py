@@ -140,9 +140,10 @@ class Judge(nn.Module):
                            "model": {k: v.detach().cpu() for k, v in self.state_dict().items()}}, path)
 
     @classmethod
-    def load(cls, path, dataset=None, map_location="cpu"):
+    def load(cls, path, dataset=None, map_location="cpu", gate=True):
         """Load a judge that may judge: trained on `dataset` and passing the gate on real test
-        sequences (accuracy per head, IS and H(y|x) of the action head), as recorded at training."""
+        sequences (accuracy per head, IS and H(y|x) of the action head), as recorded at training.
+        gate=False skips the gate (to recalibrate a judge that misses it)."""
         ckpt = load_checkpoint(path)
         if not isinstance(ckpt, dict) or ckpt.get("format") != JUDGE_FORMAT:
             raise SPYLError(f"{path} is not a judge checkpoint; train one with `python judge.py`")
@@ -152,7 +153,7 @@ class Judge(nn.Module):
         cfg = JudgeConfig(**ckpt["config"])
         if dataset is not None and cfg.dataset != dataset:
             raise SPYLError(f"{path} judges the {cfg.dataset} set, not {dataset}; train judges with `python judge.py --dataset {dataset}`")
-        failed = gate_failures(ckpt.get("report") or {})
+        failed = gate_failures(ckpt.get("report") or {}) if gate else []
         if failed:
             raise SPYLError(f"{path} may not judge: on real test sequences {'; '.join(failed)}; retrain it")
         judge = cls(cfg)
@@ -160,7 +161,7 @@ class Judge(nn.Module):
             judge.load_state_dict(ckpt["model"])
         except RuntimeError:
             raise SPYLError(f"{path} has weights of another shape than its config; the file is damaged") from None
-        judge.report = ckpt["report"]
+        judge.report = ckpt.get("report") or {}
         return judge.to(map_location).eval()
 
 
@@ -209,9 +210,9 @@ def measure_on(judge, data, device, batch_size=256, noise=NOISE, seed=0):
 def hold_out(train, fraction=HELD_OUT_FRACTION, seed=0):
     """Split the training set by character: (fit, held-out), the held-out set a fraction of the
     characters (all their sequences), for fitting temperatures without touching the test split."""
-    chars = np.unique(character_index(train.labels[:, 1:5]))
-    held = np.random.default_rng(seed).choice(chars, max(1, round(fraction * len(chars))), replace=False)
     chars = character_index(train.labels[:, 1:5])
+    unique = np.unique(chars)
+    held = np.random.default_rng(seed).choice(unique, max(1, round(fraction * len(unique))), replace=False)
     mask = np.isin(chars, held)
     # index arrays copy out of the memory-mapped file: about 10% of it is held out, the rest is read in batches
     fit, out = np.flatnonzero(~mask), np.flatnonzero(mask)
@@ -309,14 +310,9 @@ def calibrate(judge, held_out, test, device):
 def recalibrate(path, train, test, device):
     """Refit the temperatures of the judge in `path` on its own held-out characters (the same ones
     it was trained without: they follow from its seed); returns (judge, its updated report)."""
-    ckpt = load_checkpoint(path)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != JUDGE_FORMAT or ckpt.get("version") != JUDGE_VERSION:
-        raise SPYLError(f"{path} is not a judge of this version; train it with `python judge.py`")
-    judge = Judge(JudgeConfig(**ckpt["config"]))
-    judge.load_state_dict(ckpt["model"])
-    judge = judge.to(device)
+    judge = Judge.load(path, train.name, device, gate=False)
     _, held_out = hold_out(train, seed=judge.config.seed)
-    return judge, {**ckpt["report"], **calibrate(judge, held_out, test, device)}
+    return judge, {**judge.report, **calibrate(judge, held_out, test, device)}
 
 
 def parse_members(text):

@@ -364,9 +364,9 @@ class SPYL(nn.Module):
         cfg = self.config
         B, T = x.shape[:2]
         # Missing values (NaN) count nowhere in the reconstruction; no branch, so no host sync
-        # on a GPU, and for complete data the mask is all ones and changes nothing.
+        # on a GPU, and for complete data the mask is all ones and changes nothing. encode
+        # zero-fills them at the input.
         observed = x == x
-        x = torch.nan_to_num(x)
         s_mean, s_logvar, d_mean, d_logvar = self.encode(x)
         s, d = reparameterize(s_mean, s_logvar), reparameterize(d_mean, d_logvar)
         x_hat = self.decode(s, d)
@@ -374,7 +374,7 @@ class SPYL(nn.Module):
         s_mean, s_logvar, d_mean, d_logvar, s, d, p_mean, p_logvar = (
             t.float() for t in (s_mean, s_logvar, d_mean, d_logvar, s, d, p_mean, p_logvar))
         terms = {
-            "recon": ((x_hat.float() - x).pow(2) * observed).sum() / B,
+            "recon": torch.where(observed, x_hat.float() - x, 0.0).pow(2).sum() / B,
             "kl_s": kl_standard_normal(s_mean, s_logvar).sum() / B,
             "kl_d": kl_normal(d_mean, d_logvar, p_mean, p_logvar).sum() / B,
         }

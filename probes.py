@@ -28,6 +28,11 @@ def frozen_codes(model, data, device="cpu", batch_size=512):
     return torch.cat(s).numpy(), torch.cat(d).numpy()
 
 
+def mean_std(runs):
+    """[{figure: value}, ...] over runs (seeds) -> {figure: {"mean", "std"}}."""
+    return {k: {"mean": float(np.mean([r[k] for r in runs])), "std": float(np.std([r[k] for r in runs]))} for k in runs[0]}
+
+
 def _tensors(*arrays):
     return [torch.as_tensor(np.asarray(a), dtype=torch.float32) for a in arrays]
 

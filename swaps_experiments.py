@@ -40,7 +40,8 @@ from utils import (SPYLError, atomic_write, figure, load_checkpoint, pick_device
                    seed_everything, sequence_grid, sha256_file)
 
 INFO_FIGURES = ("IS", "H(y|x)", "H(y)")
-ORACLE_FIGURES = tuple(f"oracle_{a}" for a in ATTRIBUTES) + ("oracle_real_frames",)
+ORACLE_FACTORS = tuple(f"oracle_{a}" for a in ATTRIBUTES)
+ORACLE_FIGURES = ORACLE_FACTORS + ("oracle_real_frames",)
 # Judges that disagree by more than this on a figure get it flagged: 1 point of accuracy; 0.05 on IS and the entropies.
 FLAG = {"accuracy": 0.01, "info": 0.05}
 BATCH = 252  # 28 whole characters of the test set (9 sequences each), so the oracle renders each character once
@@ -69,7 +70,8 @@ def swap_scores(model, judges, data, device, oracle=None, batch_size=BATCH):
             x_action = model.decode(model.sample_static(B), d_mean)          # motion kept, appearance drawn
             x_static = model.decode(s_mean, model.sample_dynamics(B, T))     # appearance kept, motion drawn
         for name, judge in judges.items():
-            la, ls = judge(x_action), judge(x_static)
+            la = judge(x_action)
+            ls = la if x_static is x_action else judge(x_static)  # real sequences: one read serves both
             probs[name].append(la[0].float().softmax(1).cpu())
             c = correct[name]
             c["action"] += (la[0].argmax(1) == y[:, 0]).sum().item()
@@ -136,7 +138,7 @@ def format_table(results):
     range, what chance would score, and a flag where the judges disagree."""
     chance = {"action": 1 / 9, "action|static_kept": 1 / 9, **{a: 1 / 6 for a in ATTRIBUTES},
               **{f"{a}|action_kept": 1 / 6 for a in ATTRIBUTES}, "IS": 1.0, "H(y|x)": math.log(9), "H(y)": 0.0,
-              **{k: 1 / 6 for k in ORACLE_FIGURES[:4]}, "oracle_real_frames": 0.0, "oracle_real_frames_recon": 0.0}
+              **{k: 1 / 6 for k in ORACLE_FACTORS}, "oracle_real_frames": 0.0, "oracle_real_frames_recon": 0.0}
     lines = [f"{'figure':<20}{'mean':>10}{'std':>9}{'spread':>9}{'judges':>20}{'chance':>9}"]
     for k, v in results.items():
         fmt = (lambda z: f"{z:.4f}") if k in INFO_FIGURES else (lambda z: f"{100 * z:.2f}%")
@@ -152,7 +154,7 @@ def format_table(results):
 
 def markdown_rows(reports):
     """README results rows from swaps JSON reports: mean (std over repeats) [judges' spread], oracle beside."""
-    cols = ["action", *ATTRIBUTES, *ORACLE_FIGURES[:4], "IS", "H(y|x)", "action|static_kept", "oracle_real_frames"]
+    cols = ["action", *ATTRIBUTES, *ORACLE_FACTORS, "IS", "H(y|x)", "action|static_kept", "oracle_real_frames"]
     head = "| weights | " + " | ".join(c.replace("|", "\\|") for c in cols) + " |"
     lines = [head, "|" + " --- |" * (len(cols) + 1)]
     for rep in reports:
@@ -297,11 +299,10 @@ def main(argv=None):
         if len(oracle.rows) < N_CHARACTERS:  # a subset of characters: neighbours would be missing
             print(f"note: the data hold {len(oracle.rows)} of {N_CHARACTERS} characters, too few for the pixel oracle; skipped", file=sys.stderr)
             oracle = None
-    print(f"{a.weights} on the {data_name} test set ({len(test)} sequences), {a.repeats} repeats, seed {a.seed}, "
-          f"{len(judges)} judges{' and the pixel oracle' if oracle else ''}", file=sys.stderr)
+    title = f"{a.weights} on the {data_name} test set ({len(test)} sequences), {a.repeats} repeats, seed {a.seed}"
+    print(f"{title}, {len(judges)} judges{' and the pixel oracle' if oracle else ''}", file=sys.stderr)
     results = evaluate(model, judges, test, device, a.repeats, a.seed, oracle)
-    print(f"{a.weights} on the {data_name} test set ({len(test)} sequences), {a.repeats} repeats, seed {a.seed}; "
-          f"judges: {', '.join(judges)}")
+    print(f"{title}; judges: {', '.join(judges)}")
     print(format_table(results))
     out_json = a.out_json or os.path.join(a.fig_dir, "swaps_real.json" if a.real else "swaps.json")
     report = {"weights": a.weights, "weights_sha256": None if a.real else sha256_file(a.weights),

@@ -25,7 +25,7 @@ import torch
 import train
 from dataloader import TIMESERIES, load_splits
 from model import SPYL
-from probes import classify, classify_sequence, frozen_codes, regress_steps
+from probes import classify, classify_sequence, frozen_codes, mean_std, regress_steps
 from utils import SPYLError, atomic_write, figure, pick_device, run_main, save_figure, seed_everything
 
 # The SPYL row of later work's table, and its random forest (for reference).
@@ -78,11 +78,6 @@ def probe_forest(name, splits, seed):
     icu = RandomForestClassifier(100, random_state=seed, n_jobs=-1).fit(xtr, tr["icu"])
     return {"auprc": float(average_precision_score(te["death"], death)), "auroc": float(roc_auc_score(te["death"], death)),
             "icu_acc": float((icu.predict(xte) == te["icu"]).mean())}
-
-
-def mean_std(runs):
-    """[{figure: value}] -> {figure: {"mean", "std"}}."""
-    return {k: {"mean": float(np.mean([r[k] for r in runs])), "std": float(np.std([r[k] for r in runs]))} for k in runs[0]}
 
 
 def evaluate_dataset(name, splits, weights_dir, device, runs=RUNS):

@@ -243,14 +243,14 @@ def validate(model, val_x, judges, test, device, amp_dtype, contrastive, tcfg):
     return val_loss, recon, swap
 
 
-CPU_EPOCH_MINUTES = {"paper": (9, 13, 45, 65), "cpu": (3.5, 3.7, 13, 14)}  # bench.py on 2 cores: warm-up, contrastive (min, max)
+PAPER_CPU_EPOCH_MINUTES = (9, 13, 45, 65)  # bench.py, paper preset on 2 cores: warm-up (min, max), contrastive (min, max)
 
 
 def cpu_hint(preset, device, tcfg):
     """One line for a user about to train a GPU-sized preset on a CPU, or None."""
     if device.type != "cpu" or preset != "paper":
         return None
-    w0, w1, c0, c1 = CPU_EPOCH_MINUTES["paper"]
+    w0, w1, c0, c1 = PAPER_CPU_EPOCH_MINUTES
     return (f"note: the paper preset is sized for a GPU; on 2 CPU cores an epoch takes about {w0}-{w1} min before the contrastive "
             f"terms start and {c0}-{c1} min after (bench.py), so {tcfg.epochs} epochs would take weeks. "
             f"`python train.py --preset cpu` trains a real model on a CPU in about an hour; this run goes on as asked.")
@@ -390,8 +390,8 @@ def main(argv=None):
             n_steps = len(batches) - first
 
             # ---- evaluation ------------------------------------------------------------
-            val_loss, recon, swap = validate(model, val_x, judges if (epoch + 1) % max(tcfg.eval_every, 1) == 0 else None,
-                                             test, device, amp_dtype, contrastive, tcfg)
+            evaluating = judges is not None and (epoch + 1) % tcfg.eval_every == 0  # judges is None when eval_every is 0
+            val_loss, recon, swap = validate(model, val_x, judges if evaluating else None, test, device, amp_dtype, contrastive, tcfg)
             host_mib = peak_memory_mib(torch.device("cpu"))
             record = {"epoch": epoch + 1, "train": {k: v / len(batches) for k, v in sums.items()}, "val_loss": val_loss,
                       "seconds": round(seconds, 2), "seq_per_s": round(n_steps * tcfg.batch_size * world / seconds, 1),

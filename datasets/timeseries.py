@@ -27,10 +27,6 @@ class TimeSeriesData:
         """Sequences idx -> float tensor B x T x D on device, NaN where not observed."""
         return torch.from_numpy(self.x[idx]).to(device)
 
-    def subset(self, idx):
-        """The sequences idx (an index array) with their labels."""
-        return TimeSeriesData(self.x[idx], {k: v[idx] for k, v in self.labels.items()}, self.name)
-
 
 def zscore_stats(x):
     """Per-feature mean and standard deviation over the observed values of x (N x H x F)."""
