@@ -7,6 +7,9 @@ import pytest
 import torch
 
 import dataloader as D
+from datasets import builtin as B
+from datasets import characters as C
+from datasets import sprites as S
 from conftest import SHEETS, needs_sheets
 from utils import SPYLError
 
@@ -14,14 +17,14 @@ from utils import SPYLError
 # ---- the Sprites composer -------------------------------------------------------
 
 def test_split_is_the_customary_one():
-    train, test = D.split_characters()
+    train, test = C.split_characters()
     assert len(train) == 1000 and len(test) == 296
     assert sorted(np.concatenate([train, test]).tolist()) == list(range(1296))
     assert train[:3].tolist() == np.random.RandomState(423).permutation(1296)[:3].tolist()
 
 
 def test_labels_follow_the_character_index():
-    labels = D.sequence_labels([0, 1295, 6 * 36 + 2 * 6 + 5])
+    labels = C.sequence_labels([0, 1295, 6 * 36 + 2 * 6 + 5])
     assert labels.shape == (27, 5)
     assert labels[:9, 0].tolist() == list(range(9))
     assert labels[0, 1:].tolist() == [0, 0, 0, 0]
@@ -32,14 +35,14 @@ def test_labels_follow_the_character_index():
 @needs_sheets
 def test_composer_matches_pil_frame_by_frame():
     from PIL import Image
-    layers = D.load_parts(SHEETS)
+    layers = S.load_parts(SHEETS)
     chars = [0, 777, 1295]
-    x = D.compose(layers, chars)
+    x = C.compose(layers, chars)
     assert x.shape == (27, 8, 64, 64, 3) and x.dtype == np.uint8
     for n, c in enumerate(chars):
-        skin, pants, top, hair = D.character_labels([c])[0]
+        skin, pants, top, hair = C.character_labels([c])[0]
         sheet = Image.new("RGBA", (832, 1344), "black")
-        for layer, v in zip(D.LAYERS, (skin, pants, top, hair, 1)):
+        for layer, v in zip(C.LAYERS, (skin, pants, top, hair, 1)):
             sheet = Image.alpha_composite(sheet, Image.open(os.path.join(SHEETS, f"{layer}/{v}.png")).convert("RGBA"))
         ref = np.asarray(sheet)[..., :3]
         # walk-front frame 0 is column 8 of row 10; spellcast-left frame 6 repeats column 4 of row 1;
@@ -51,20 +54,20 @@ def test_composer_matches_pil_frame_by_frame():
 
 @needs_sheets
 def test_composer_is_deterministic():
-    layers = D.load_parts(SHEETS)
-    assert np.array_equal(D.compose(layers, [5, 6]), D.compose(layers, [5, 6]))
+    layers = S.load_parts(SHEETS)
+    assert np.array_equal(C.compose(layers, [5, 6]), C.compose(layers, [5, 6]))
 
 
 def test_full_build_split_sizes_and_cache(sprites_dir):
-    train, test = D.load_sprites(str(sprites_dir), None, download=False)
+    train, test = S.load_sprites(str(sprites_dir), None, download=False)
     assert (len(train), len(test)) == (9000, 2664)
     assert train.x.dtype == np.uint8 and train.x.shape[1:] == (8, 64, 64, 3)
     assert np.bincount(train.labels[:, 0]).tolist() == [1000] * 9
-    first = D.split_characters()[0][0]
-    assert train.labels[0].tolist() == [0, *D.character_labels([first])[0]]
-    layers = D.load_parts(SHEETS)  # the cache holds what the composer makes
-    assert np.array_equal(train.x[:9], D.compose(layers, [first]))
-    assert np.array_equal(test.x[-9:], D.compose(layers, [D.split_characters()[1][-1]]))
+    first = C.split_characters()[0][0]
+    assert train.labels[0].tolist() == [0, *C.character_labels([first])[0]]
+    layers = S.load_parts(SHEETS)  # the cache holds what the composer makes
+    assert np.array_equal(train.x[:9], C.compose(layers, [first]))
+    assert np.array_equal(test.x[-9:], C.compose(layers, [C.split_characters()[1][-1]]))
 
 
 @needs_sheets
@@ -73,24 +76,24 @@ def test_corrupt_and_truncated_parts_are_named(tmp_path):
     shutil.copytree(SHEETS, parts)
     (parts / "hair/3.png").write_bytes((parts / "hair/3.png").read_bytes()[:5000])
     with pytest.raises(SPYLError, match="hair/3.png"):
-        D.verify_parts(str(parts))
+        S.verify_parts(str(parts))
     with pytest.raises(SPYLError, match="hair/3.png.*truncated"):
-        D.read_part(str(parts / "hair/3.png"), "hair/3.png")
+        S.read_part(str(parts / "hair/3.png"), "hair/3.png")
     os.remove(parts / "body/2.png")
     with pytest.raises(SPYLError, match="body/2.png is missing"):
-        D.verify_parts(str(parts))
+        S.verify_parts(str(parts))
 
 
 def test_download_failure_is_one_clear_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(D, "PART_URL", "http://127.0.0.1:9/{}")  # nothing listens there
+    monkeypatch.setattr(S, "PART_URL", "http://127.0.0.1:9/{}")  # nothing listens there
     with pytest.raises(SPYLError, match="cannot download.*--sheets"):
-        D.download_parts(str(tmp_path / "parts"), timeout=2)
+        S.download_parts(str(tmp_path / "parts"), timeout=2)
     assert not list((tmp_path / "parts").rglob("*.png"))
 
 
 def test_auto_falls_back_to_builtin_loudly(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(D, "PART_URL", "http://127.0.0.1:9/{}")
-    monkeypatch.delenv(D.SHEETS_ENV, raising=False)
+    monkeypatch.setattr(S, "PART_URL", "http://127.0.0.1:9/{}")
+    monkeypatch.delenv(S.SHEETS_ENV, raising=False)
     train, _ = D.load_dataset("auto", str(tmp_path), None, chars=12)
     assert train.name == "builtin"
     assert "BUILT-IN" in capsys.readouterr().err
@@ -118,8 +121,8 @@ def write_legacy(folder, n=6, scale=1.0, seed=0, **override):
 
 def test_legacy_npy_loads_and_converts(tmp_path):
     labels, actions = write_legacy(tmp_path)
-    assert D.is_legacy_folder(str(tmp_path))
-    train, test = D.load_sprites("unused", str(tmp_path))
+    assert S.is_legacy_folder(str(tmp_path))
+    train, test = S.load_sprites("unused", str(tmp_path))
     assert test.x.dtype == np.uint8 and test.x.shape == (6, 8, 64, 64, 3)
     assert test.labels[:, 0].tolist() == actions.tolist() and test.labels[:, 1:].tolist() == labels.tolist()
     raw = np.load(tmp_path / "sprites_X_test.npy")
@@ -128,7 +131,7 @@ def test_legacy_npy_loads_and_converts(tmp_path):
 
 def test_legacy_npy_in_0_255_is_detected(tmp_path):
     write_legacy(tmp_path, scale=255.0)
-    _, test = D.load_legacy_npy(str(tmp_path))
+    _, test = S.load_legacy_npy(str(tmp_path))
     raw = np.load(tmp_path / "sprites_X_test.npy")
     assert np.array_equal(test.x, np.rint(raw).astype(np.uint8))
 
@@ -142,14 +145,14 @@ def test_legacy_npy_in_0_255_is_detected(tmp_path):
 def test_legacy_npy_bad_arrays(tmp_path, override, match):
     write_legacy(tmp_path, **override)
     with pytest.raises(SPYLError, match=match):
-        D.load_legacy_npy(str(tmp_path))
+        S.load_legacy_npy(str(tmp_path))
 
 
 def test_legacy_npy_missing_file(tmp_path):
     write_legacy(tmp_path)
     os.remove(tmp_path / "sprites_A_test.npy")
     with pytest.raises(SPYLError, match="sprites_A_test.npy is missing"):
-        D.load_legacy_npy(str(tmp_path))
+        S.load_legacy_npy(str(tmp_path))
 
 
 # ---- the built-in set ---------------------------------------------------------------
@@ -159,13 +162,13 @@ def test_builtin_shapes_labels_determinism(builtin_small):
     assert train.x.shape[1:] == (8, 64, 64, 3) and train.x.dtype == np.uint8
     assert len(train) % 9 == 0 and len(test) % 9 == 0
     assert train.labels.min() == 0 and train.labels[:, 0].max() == 8 and train.labels[:, 1:].max() <= 5
-    again, _ = D.load_builtin(chars=24)
+    again, _ = B.load_builtin(chars=24)
     assert np.array_equal(again.x, train.x)
 
 
 def test_builtin_classes_are_visibly_different():
-    layers = D.builtin_layers()
-    x = D.compose(layers, [0, 216, 36, 6, 1])  # base character, then each factor changed by one
+    layers = B.builtin_layers()
+    x = C.compose(layers, [0, 216, 36, 6, 1])  # base character, then each factor changed by one
     base = x[:9].astype(int)
     for k in range(1, 5):  # each static factor changes many pixels of every frame
         changed = (np.abs(x[9 * k:9 * k + 9].astype(int) - base).sum(-1) > 60).sum(axis=(2, 3))
@@ -208,7 +211,7 @@ def mapped_rss_mib(path):
 def test_batches_leave_the_memory_mapped_file_unmapped(sprites_dir):
     """Reading batches drops the file's pages from this process's resident memory, so an
     epoch does not leave the whole data set counted in the RSS of training."""
-    _, test = D.load_sprites(str(sprites_dir), None, download=False)
+    _, test = S.load_sprites(str(sprites_dir), None, download=False)
     path = os.path.join(sprites_dir, "sprites", "x_test.npy")
     assert int(test.x[:, :, ::8].max()) > 0  # touch every page, as an epoch would
     assert mapped_rss_mib(path) > 0.9 * test.x.nbytes / 2**20

@@ -14,7 +14,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import dataloader as D
+from datasets import sprites as S
 import train
 import utils
 from conftest import ROOT, SHEETS
@@ -235,7 +235,7 @@ def real_png():
 
 def read_or_our_error(path):
     try:
-        sheet = D.read_part(str(path), "hair/0.png")
+        sheet = S.read_part(str(path), "hair/0.png")
     except SPYLError as e:
         assert "hair/0.png" in str(e)
         return "refused"
@@ -278,7 +278,7 @@ def test_fuzz_legacy_loader_shapes_and_types(tmp_path_factory, shape, dtype, whi
     write_legacy(folder, n=2)
     np.save(folder / f"sprites_{which}_{split}.npy", np.zeros(shape, dtype=dtype))
     try:
-        D.load_legacy_npy(str(folder))
+        S.load_legacy_npy(str(folder))
     except SPYLError:
         return
 
@@ -293,7 +293,7 @@ def test_fuzz_legacy_loader_truncated_and_garbage(tmp_path_factory, cut, garbage
     data = path.read_bytes()
     path.write_bytes(data[:cut] + garbage)
     try:
-        D.load_legacy_npy(str(folder))
+        S.load_legacy_npy(str(folder))
     except SPYLError:
         return
 
@@ -303,4 +303,4 @@ def test_pickled_object_arrays_are_refused(tmp_path):
     write_legacy(tmp_path, n=2)
     np.save(tmp_path / "sprites_A_train.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
     with pytest.raises(SPYLError, match="not a readable"):
-        D.load_legacy_npy(str(tmp_path))
+        S.load_legacy_npy(str(tmp_path))
