@@ -15,7 +15,6 @@ the Free Spoken Digit Dataset (6 speakers, digits 0-9; datasets/fsdd.py).
   sound by Griffin-Lim; spectrograms in fig/audio_swap.png, WAV files in fig/audio/.
 Rows: SPYL and DSVAE with the same budget, mean and std over 3 seeds (3 trained models each).
 """
-import argparse
 import json
 import os
 import time
@@ -28,7 +27,7 @@ from dataloader import load_splits
 from datasets import fsdd
 from model import SPYL
 from probes import classify, frozen_codes, mean_std
-from utils import SPYLError, atomic_write, figure, pick_device, run_main, save_figure
+from utils import ArgumentParser, SPYLError, atomic_write, figure, pick_device, run_main, save_figure
 
 # Static / dynamic EER on TIMIT as reprinted in later work (%).
 ANCHORS = {"SPYL": (3.41, 33.22), "C-DSVAE": (4.03, 31.81), "FHVAE": (5.06, 22.77), "DSVAE": (5.64, 19.20)}
@@ -150,8 +149,7 @@ def retrain(data_root, weights_dir, runs_dir):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Speech experiments on FSDD: speaker verification EER of s and d, probes, swaps.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(description="Speech experiments on FSDD: speaker verification EER of s and d, probes, swaps.")
     p.add_argument("--data-root", default="", help="folder holding fsdd/recordings.tar.gz (default: $SPYL_DATA_ROOT, else data/, downloading)")
     p.add_argument("--weights-dir", default="weights/audio")
     p.add_argument("--train", action="store_true", help="retrain 3 seeds of SPYL and of DSVAE first (writes --weights-dir)")

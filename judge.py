@@ -19,7 +19,6 @@ confident on the real test split (the gate below).
     python judge.py --dataset builtin     # built-in set -> weights/judge_builtin-*.pth
     python judge.py --members lstm:3      # one more member
 """
-import argparse
 import glob
 import json
 import os
@@ -35,7 +34,7 @@ from tqdm import tqdm
 
 from dataloader import LABEL_NAMES, N_CLASSES, SequenceData, batch_indices, character_index, drop_mapped_pages, load_dataset, prefetch
 from model import ConvFrameEncoder, SPYLConfig
-from utils import SPYLError, atomic_torch_save, atomic_write, load_checkpoint, pick_device, run_main, seed_everything
+from utils import ArgumentParser, SPYLError, between, one_of, atomic_torch_save, atomic_write, load_checkpoint, pick_device, run_main, seed_everything
 
 JUDGE_FORMAT = "spyl-judge"
 JUDGE_VERSION = 2
@@ -327,15 +326,15 @@ def parse_members(text):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Train the judge ensemble.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", default="sprites", help="sprites or builtin")
+    p = ArgumentParser(description="Train the judge ensemble.")
+    p.add_argument("--dataset", type=one_of("sprites", "builtin"), default="sprites", help="sprites or builtin")
     p.add_argument("--members", default=",".join(f"{a}:{s}" for a, s in DEFAULT_MEMBERS), help="ARCH:SEED,... judges to train")
     p.add_argument("--sheets", default="", help="folder of sprite-sheet parts or pre-built npy files")
     p.add_argument("--data-dir", default="data")
-    p.add_argument("--chars", type=int, default=0, help="built-in set: use this many characters (0: all)")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--chars", type=between(0, 6 ** 4), default=0, help="built-in set: use this many characters (0: all)")
+    p.add_argument("--epochs", type=between(1, 10**4), default=5)
+    p.add_argument("--batch-size", type=between(1, 10**5), default=64)
+    p.add_argument("--lr", type=between(1e-8, 1.0, float), default=2e-3)
     p.add_argument("--device", default="auto")
     p.add_argument("--out-dir", default="weights")
     p.add_argument("--recalibrate", action="store_true",

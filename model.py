@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from utils import SPYLError, atomic_torch_save, load_checkpoint
+from utils import SPYLError, atomic_torch_save, between, check_bools, check_fields, load_checkpoint, one_of
 
 CHECKPOINT_FORMAT = "spyl-model"
 CHECKPOINT_VERSION = 1
@@ -57,18 +57,12 @@ class SPYLConfig:
     mi_density: str = "exact"    # exact: the Gaussian density of the MI penalty; reference: the reference code's, kernels of std sigma^2
 
     def __post_init__(self):
-        if self.frame_net not in FRAME_NETS:
-            raise SPYLError(f"unknown frame_net {self.frame_net!r}; choose one of {sorted(FRAME_NETS)}")
-        if self.negative_mode not in ("soft", "semi", "hard"):
-            raise SPYLError(f"unknown negative_mode {self.negative_mode!r}; choose soft, semi or hard")
-        if self.init not in ("reference", "torch"):
-            raise SPYLError(f"unknown init {self.init!r}; choose reference or torch")
-        if self.mi_density not in ("exact", "reference"):
-            raise SPYLError(f"unknown mi_density {self.mi_density!r}; choose exact or reference")
-        if self.frame_net == "conv" and (self.image_size < 8 or self.image_size & (self.image_size - 1)):
-            raise SPYLError(f"image_size must be a power of two >= 8 for the conv frame net, got {self.image_size}")
+        check_bools(self)
+        check_fields(self, CONFIG_RULES)
+        if self.frame_net == "conv" and self.image_size & (self.image_size - 1):
+            raise SPYLError(f"--image-size (image_size) must be a power of two for the conv frame net, got {self.image_size}")
         if self.frame_net == "mlp" and self.x_dim <= 0:
-            raise SPYLError("frame_net 'mlp' needs x_dim > 0 (features per step)")
+            raise SPYLError("--x-dim (x_dim) must be at least 1 for frame_net 'mlp' (features per step), got 0")
 
     @property
     def step_shape(self):
@@ -87,6 +81,21 @@ class SPYLConfig:
         # Files written before `init` existed (the released weights among them) were initialised
         # with PyTorch's defaults; say so rather than claim the newer default.
         return cls(**{"init": "torch", **d})
+
+
+# What each field may be: checked whenever a config is made (flags, presets, checkpoints), and
+# shown by train.py --help. The upper bounds only keep typos (a value meant as 1e-3 typed as
+# 1e3) from running for hours.
+_SIZE, _WEIGHT = between(1, 65536), between(0.0, 1e6, float)
+CONFIG_RULES = {
+    "frames": between(1, 4096), "channels": between(1, 64), "image_size": between(8, 1024), "frame_net": one_of("conv", "mlp"),
+    "x_dim": between(0, 1 << 20), "conv_width": _SIZE, "s_dim": _SIZE, "d_dim": _SIZE, "g_dim": _SIZE, "hidden": _SIZE,
+    **{w: _WEIGHT for w in ("w_recon", "w_kl_s", "w_kl_d", "w_mi", "w_con_s", "w_con_d")},
+    "tau": between(1e-4, 100.0, float), "n_negatives": between(1, 1 << 20), "bank_factor": between(1, 1024),
+    "negative_mode": one_of("soft", "semi", "hard"), "dataset_size": between(1, 2**31 - 1),
+    "logvar_limit": between(0.1, 80.0, float),  # exp(80) is still finite in fp32 and bf16
+    "init": one_of("reference", "torch"), "mi_density": one_of("exact", "reference"),
+}
 
 
 # --------------------------------------------------------------------------
@@ -148,7 +157,7 @@ class MLPFrameDecoder(nn.Module):
         return self.net(z)
 
 
-FRAME_NETS = {"conv": (ConvFrameEncoder, ConvFrameDecoder), "mlp": (MLPFrameEncoder, MLPFrameDecoder)}
+FRAME_NETS = {"conv": (ConvFrameEncoder, ConvFrameDecoder), "mlp": (MLPFrameEncoder, MLPFrameDecoder)}  # the names of CONFIG_RULES["frame_net"]
 
 
 # --------------------------------------------------------------------------
@@ -399,14 +408,18 @@ class SPYL(nn.Module):
 
     # ---- checkpoints ------------------------------------------------------
 
-    def checkpoint(self, data="sprites"):
-        """The dict `save` writes: format tag, version, config, the data set's name, weights."""
+    def checkpoint(self, data="sprites", half=False):
+        """The dict `save` writes: format tag, version, config, the data set's name, weights
+        (floating-point tensors in fp16 with half=True; loading puts them back in fp32)."""
         state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
+        if half:
+            state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
         return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": asdict(self.config), "data": data, "model": state}
 
-    def save(self, path, data="sprites"):
-        """Write weights, config and the name of the data set trained on to path, atomically."""
-        atomic_torch_save(self.checkpoint(data), path)
+    def save(self, path, data="sprites", half=False):
+        """Write weights, config and the name of the data set trained on to path, atomically;
+        half=True stores the weights in fp16, half the bytes (for released files)."""
+        atomic_torch_save(self.checkpoint(data, half), path)
 
     @classmethod
     def from_checkpoint(cls, ckpt, path="checkpoint"):
@@ -415,7 +428,11 @@ class SPYL(nn.Module):
             raise SPYLError(f"{path} is not a SPYL checkpoint (no SPYL format tag); pass a file written by train.py or SPYL.save")
         if ckpt.get("version") != CHECKPOINT_VERSION:
             raise SPYLError(f"{path} has checkpoint format version {ckpt.get('version')}, this code reads version {CHECKPOINT_VERSION}")
-        model = cls(SPYLConfig.from_dict(ckpt["config"]))
+        try:
+            config = SPYLConfig.from_dict(ckpt["config"])
+        except SPYLError as e:
+            raise SPYLError(f"{path} holds a config this code refuses: {e}") from None
+        model = cls(config)
         try:
             model.load_state_dict(ckpt["model"])
         except RuntimeError as e:

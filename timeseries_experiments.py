@@ -13,7 +13,6 @@ on the test split, 3 times with different seeds (mean and std):
 Rows: SPYL and DSVAE (`--dsvae`, same budget), both from weights/timeseries/, and a random
 forest on the raw features (scikit-learn), as in the published table.
 """
-import argparse
 import json
 import os
 import sys
@@ -26,7 +25,7 @@ import train
 from dataloader import TIMESERIES, load_splits
 from model import SPYL
 from probes import classify, classify_sequence, frozen_codes, mean_std, regress_steps
-from utils import SPYLError, atomic_write, figure, pick_device, run_main, save_figure, seed_everything
+from utils import ArgumentParser, one_of, atomic_write, figure, pick_device, run_main, save_figure, seed_everything
 
 # The SPYL row of later work's table, and its random forest (for reference).
 ANCHORS = {"etth1": {"spyl": {"mae": 12.22}, "rf": {"mae": 10.19}},
@@ -161,10 +160,9 @@ def retrain(name, data_root, weights_dir, runs_dir):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Time-series experiments on frozen SPYL codes.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(description="Time-series experiments on frozen SPYL codes.")
     p.add_argument("--data-root", default="", help="folder holding etth1/, beijing-air/, physionet2012/ (default: $SPYL_DATA_ROOT, else data/, downloading)")
-    p.add_argument("--dataset", default="", help=f"one of {', '.join(TIMESERIES)} (default: all)")
+    p.add_argument("--dataset", type=one_of("", *TIMESERIES), default="", help=f"one of {', '.join(TIMESERIES)} (default: all)")
     p.add_argument("--weights-dir", default="weights/timeseries")
     p.add_argument("--train", action="store_true", help="retrain SPYL and DSVAE on each set first (writes --weights-dir)")
     p.add_argument("--runs-dir", default="runs/timeseries", help="with --train: the run folders")
@@ -173,8 +171,6 @@ def main(argv=None):
     p.add_argument("--out-json", default="fig/timeseries.json")
     a = p.parse_args(argv)
     names = [a.dataset] if a.dataset else list(TIMESERIES)
-    if any(n not in TIMESERIES for n in names):
-        raise SPYLError(f"unknown dataset {a.dataset!r}; use one of {', '.join(TIMESERIES)}")
     device = pick_device(a.device)
     seed_everything(0)
     t0 = time.time()

@@ -20,13 +20,13 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from dataloader import ATTRIBUTES, AUDIO, TIMESERIES, batch_indices, load_dataset, prefetch
+from dataloader import ATTRIBUTES, AUDIO, DATASETS, N_CHARACTERS, TIMESERIES, batch_indices, data_shape, load_dataset, prefetch
 from judge import judge_paths, load_judges
 from swaps_experiments import evaluate
-from model import CHECKPOINT_VERSION, SPYL, SPYLConfig
-from utils import (SPYLError, atomic_torch_save, atomic_write, check_writable, figure, load_checkpoint, peak_memory_mib, pick_device,
-                   remove_stale_temporaries, rng_state, run_main, save_figure, save_png, seed_everything, sequence_grid,
-                   set_rng_state)
+from model import CHECKPOINT_VERSION, CONFIG_RULES, SPYL, SPYLConfig
+from utils import (ArgumentParser, SPYLError, atomic_torch_save, atomic_write, between, check_bools, check_fields, check_writable, figure,
+                   load_checkpoint, one_of, peak_memory_mib, pick_device, remove_stale_temporaries, rng_state, run_main, save_figure,
+                   save_png, seed_everything, sequence_grid, set_rng_state)
 
 
 @dataclass
@@ -56,6 +56,18 @@ class TrainConfig:
     judge: str = ""              # judge files for those evaluations, comma-separated (default: every judge of the data set in weights/)
     log_every: int = 20          # steps between progress-bar updates and finiteness checks
 
+    def __post_init__(self):
+        check_bools(self)
+        check_fields(self, TRAIN_RULES)
+
+
+_COUNT = between(1, 10**6)
+TRAIN_RULES = {
+    "dataset": one_of(*DATASETS), "chars": between(0, N_CHARACTERS), "epochs": _COUNT, "batch_size": _COUNT,
+    "lr": between(1e-8, 1.0, float), "warmup_epochs": between(0, 10**6), "seed": between(0, 2**32 - 1),
+    "precision": one_of("auto", "bf16", "fp32"), "save_every": _COUNT, "val_size": _COUNT, "eval_every": between(0, 10**6),
+    "log_every": _COUNT,
+}
 
 PRESETS = {
     "paper": {},
@@ -90,23 +102,44 @@ RESUMABLE = {"epochs", "device", "out", "save_every", "eval_every", "judge", "lo
 
 def parse_args(argv=None):
     """(SPYLConfig, TrainConfig, the flags given, the preset's name) from --preset and one flag per config field."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default=None, help=f"a whole set of defaults: {', '.join(PRESETS)} (default: the data set's own, else paper)")
-    for cls in (SPYLConfig, TrainConfig):
+    for cls, rules in ((SPYLConfig, CONFIG_RULES), (TrainConfig, TRAIN_RULES)):
         group = p.add_argument_group(cls.__name__)
         for f in fields(cls):
             flag = "--" + f.name.replace("_", "-")
             if f.type is bool or f.type == "bool":
                 group.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=f"default {f.default}")
             else:
-                group.add_argument(flag, type=type(f.default), default=argparse.SUPPRESS, help=f"default {f.default}")
+                rule = rules.get(f.name)
+                allowed = f"; {rule.describe()}" if rule else ""
+                group.add_argument(flag, type=type(f.default), default=argparse.SUPPRESS, help=f"default {f.default}{allowed}")
     args = vars(p.parse_args(argv))
     preset = args.pop("preset") or (args["dataset"] if args.get("dataset") in {**TIMESERIES, **AUDIO} else "paper")
     if preset not in PRESETS:
         raise SPYLError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     values = {**PRESETS[preset], **args}
     split = lambda cls: {k: v for k, v in values.items() if k in {f.name for f in fields(cls)}}
-    return SPYLConfig(**split(SPYLConfig)), TrainConfig(**split(TrainConfig)), set(args), preset
+    mcfg, tcfg = SPYLConfig(**split(SPYLConfig)), TrainConfig(**split(TrainConfig))
+    check_combination(mcfg, tcfg)
+    return mcfg, tcfg, set(args), preset
+
+
+def check_combination(mcfg, tcfg):
+    """Settings that are each valid but do not go together: an error, or a note where a run may
+    mean it (a warm-up as long as the run trains a DSVAE-like model)."""
+    bank = mcfg.bank_factor * tcfg.batch_size
+    if not mcfg.dsvae and mcfg.n_negatives > bank:
+        raise SPYLError(f"--n-negatives {mcfg.n_negatives} is more than the negative bank holds (--bank-factor {mcfg.bank_factor} x "
+                        f"--batch-size {tcfg.batch_size} = {bank}); lower --n-negatives or raise --bank-factor")
+    frames, step_shape = data_shape(tcfg.dataset)
+    if mcfg.frames != frames or mcfg.step_shape != step_shape:
+        ours = f"{mcfg.frames} steps of {' x '.join(map(str, mcfg.step_shape))} ({mcfg.frame_net})"
+        raise SPYLError(f"the model is set for {ours}, but {tcfg.dataset} sequences are {frames} steps of {' x '.join(map(str, step_shape))}; "
+                        f"drop --frames/--x-dim/--image-size/--channels/--frame-net, or pick the data set's preset")
+    if not mcfg.dsvae and tcfg.warmup_epochs >= tcfg.epochs:
+        print(f"note: --warmup-epochs {tcfg.warmup_epochs} is not below --epochs {tcfg.epochs}, so the contrastive terms never "
+              f"switch on: this run trains a DSVAE-like model", file=sys.stderr)
 
 
 def resolve_precision(name, device):
@@ -296,8 +329,11 @@ def main(argv=None):
         clash = sorted(k for k in given if k not in RESUMABLE and k in stored and stored[k] != asked[k])
         if clash:
             raise SPYLError(f"--resume continues the stored run, but these flags differ from it: {clash}; drop them or start a new --run-dir")
-        mcfg = SPYLConfig.from_dict(ckpt["config"])
-        tcfg = TrainConfig(**{**ckpt["train_config"], **{k: asked[k] for k in given if k in RESUMABLE}})
+        try:
+            mcfg = SPYLConfig.from_dict(ckpt["config"])
+            tcfg = TrainConfig(**{**ckpt["train_config"], **{k: asked[k] for k in given if k in RESUMABLE}})
+        except (SPYLError, TypeError) as e:
+            raise SPYLError(f"{ckpt_path} holds a config this code refuses: {e}") from None
     elif os.path.exists(ckpt_path):
         raise SPYLError(f"{tcfg.run_dir} already holds a run; pass --resume to continue it or --run-dir to start a new one")
 

@@ -1,6 +1,9 @@
 """Small shared helpers: errors, safe file writes, checkpoint loading, devices, images."""
+import argparse
+import dataclasses
 import hashlib
 import io
+import math
 import os
 import pickle
 import random
@@ -17,16 +20,115 @@ class SPYLError(Exception):
     """A problem the user can fix; scripts print it as one line and exit non-zero."""
 
 
-def run_main(main):
-    """Call main(); turn an SPYLError into one line on stderr and exit status 2, Ctrl-C into status 130."""
+def run_main(main, argv=None):
+    """Call main() (main(argv) if argv is given); turn an SPYLError into one line on stderr and exit
+    status 2, Ctrl-C into status 130."""
     try:
-        main()
+        main() if argv is None else main(argv)
     except SPYLError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+# ---- flags and config values --------------------------------------------------
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are one line (an SPYLError: exit status 2), not a usage block, and
+    whose --help shows each flag's default."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kw)
+
+    def error(self, message):
+        raise SPYLError(f"{message}; see --help")
+
+
+class Rule:
+    """What values a setting may take: a number range (between) or a set of choices (one_of).
+
+    As an argparse `type` it parses and checks a flag's text; `check` checks a value that came
+    from elsewhere (a preset, a checkpoint) and returns what is wrong, or None."""
+
+    def __init__(self, kind, low=None, high=None, choices=None):
+        self.kind, self.low, self.high, self.choices = kind, low, high, choices
+
+    def describe(self):
+        if self.choices is not None:
+            return "one of " + ", ".join(map(str, self.choices))
+        what = "an integer" if self.kind is int else "a number"
+        if self.high is None:
+            return f"{what} >= {self.low}"
+        return f"{what} from {self.low} to {self.high}"
+
+    def check(self, value):
+        if self.choices is not None:
+            return None if value in self.choices else f"must be {self.describe()}, got {value!r}"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (self.kind is int and not isinstance(value, int)):
+            return f"must be {self.describe()}, got {value!r}"
+        if not math.isfinite(value) or value < self.low or (self.high is not None and value > self.high):
+            return f"must be {self.describe()}, got {value!r}"
+        return None
+
+    def __call__(self, text):
+        try:
+            value = self.kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {self.describe()}, got {text!r}") from None
+        problem = self.check(value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+
+def between(low, high=None, kind=int):
+    """Integers (or, with kind=float, finite numbers) from low to high inclusive; no high: no upper bound."""
+    return Rule(kind, low, high)
+
+
+def at_least(low, kind=int):
+    """Integers (or finite numbers) >= low."""
+    return Rule(kind, low)
+
+
+def one_of(*choices):
+    """One of the given values."""
+    return Rule(str, choices=tuple(choices))
+
+
+class ListOf(Rule):
+    """A comma-separated list of values, each allowed by one Rule (an argparse type): '1e-3,3e-3'."""
+
+    def __init__(self, rule):
+        super().__init__(rule.kind, rule.low, rule.high, rule.choices)
+        self.one = rule
+
+    def describe(self):
+        return f"comma-separated, each {self.one.describe()}"
+
+    def check(self, values):
+        return next((p for p in map(self.one.check, values) if p), None)
+
+    def __call__(self, text):
+        return [self.one(part) for part in text.split(",")]
+
+
+def check_fields(config, rules):
+    """Check each field of a config dataclass that has a rule; raise one SPYLError naming the
+    first bad field as its flag (s_dim -> --s-dim), its value and what is allowed."""
+    for name, rule in rules.items():
+        problem = rule.check(getattr(config, name))
+        if problem:
+            raise SPYLError(f"--{name.replace('_', '-')} ({name}) {problem}")
+
+
+def check_bools(config):
+    """Refuse a bool field holding anything but True or False (an edited checkpoint, say)."""
+    for f in dataclasses.fields(config):
+        if f.type in (bool, "bool") and not isinstance(getattr(config, f.name), bool):
+            raise SPYLError(f"--{f.name.replace('_', '-')} ({f.name}) must be true or false, got {getattr(config, f.name)!r}")
 
 
 # ---- files ------------------------------------------------------------------
@@ -239,8 +341,9 @@ def save_png(array, path, scale=1):
     atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
-def save_labelled_grid(rows, labels, path, scale=2, label_width=220):
-    """Write sequences a row each (as sequence_grid, upscaled) with a text label left of each row, as a PNG."""
+def save_labelled_grid(rows, labels, path, scale=2, label_width=220, marks=None):
+    """Write sequences a row each (as sequence_grid, upscaled) with a text label left of each row, as a PNG.
+    marks: per row, None or one bool per frame; frames marked True get a red outline."""
     from PIL import Image, ImageDraw, ImageFont
     grid = Image.fromarray(sequence_grid(rows))
     grid = grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST)
@@ -255,6 +358,12 @@ def save_labelled_grid(rows, labels, path, scale=2, label_width=220):
     for i, text in enumerate(labels):
         y = (pad + i * (h + pad) + h // 2) * scale
         draw.text((6, y - 8), text, fill="black", font=font)
+    w = rows[0][0].shape[-1]
+    for i, row_marks in enumerate(marks or []):
+        for t, marked in enumerate(row_marks if row_marks is not None else []):
+            if marked:
+                x0, y0 = label_width + (pad + t * (w + pad)) * scale, (pad + i * (h + pad)) * scale
+                draw.rectangle([x0 - 2, y0 - 2, x0 + w * scale + 1, y0 + h * scale + 1], outline=(220, 0, 0), width=3)
     buf = io.BytesIO()
     canvas.save(buf, format="PNG")
     atomic_write(path, lambda f: f.write(buf.getvalue()))

@@ -21,6 +21,20 @@ def test_save_load_round_trip(tmp_path):
     assert not list(tmp_path.glob(".tmp-*"))  # nothing left behind by the atomic write
 
 
+def test_half_precision_file_loads_back_in_fp32(tmp_path):
+    m = SPYL(tiny_config(conv_width=32, hidden=64)).eval()
+    m.save(tmp_path / "full.pth")
+    m.save(tmp_path / "half.pth", half=True)
+    loaded = SPYL.load(tmp_path / "half.pth")
+    assert (tmp_path / "half.pth").stat().st_size < 0.55 * (tmp_path / "full.pth").stat().st_size
+    for (k, a), (_, b) in zip(m.state_dict().items(), loaded.state_dict().items()):
+        assert b.dtype == a.dtype, k  # fp32 again (and the int64 BatchNorm counters untouched)
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-7), k
+        assert torch.equal(a.half().to(a.dtype), b), k  # exactly the fp16 rounding, nothing else
+    x = torch.rand(2, 8, 3, 64, 64)
+    assert torch.allclose(m.encode(x)[0], loaded.encode(x)[0], rtol=1e-2, atol=1e-4)
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(SPYLError, match="does not exist"):
         SPYL.load(tmp_path / "nope.pth")

@@ -164,9 +164,9 @@ def test_reference_init():
     for a, b in zip(m.modules(), t.modules()):    # the layers the reference leaves alone are the same draws
         if isinstance(a, (nn.ConvTranspose2d, nn.LSTM, nn.RNN)):
             assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
-    with pytest.raises(SPYLError, match="unknown init"):
+    with pytest.raises(SPYLError, match="--init"):
         tiny_config(init="xavier")
-    with pytest.raises(SPYLError, match="unknown mi_density"):
+    with pytest.raises(SPYLError, match="--mi-density"):
         tiny_config(mi_density="approx")
 
 

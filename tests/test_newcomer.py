@@ -58,8 +58,15 @@ def test_hint_when_the_paper_preset_runs_on_a_cpu():
     assert train.cpu_hint("cpu", torch.device("cpu"), tcfg) is None
 
 
-def test_train_prints_the_hint_before_training(tmp_path, capsys):
-    train.main(["--dataset", "builtin", "--chars", "12", "--batch-size", "8", "--epochs", "0", "--run-dir", str(tmp_path / "r")])
+def test_train_prints_the_hint_before_training(tmp_path, capsys, monkeypatch):
+    class FirstStep(Exception):
+        pass
+
+    def first_step(*args, **kw):
+        raise FirstStep
+    monkeypatch.setattr(train, "train_epoch", first_step)  # stop where training would begin
+    with pytest.raises(FirstStep):
+        train.main(["--dataset", "builtin", "--chars", "12", "--batch-size", "8", "--n-negatives", "32", "--epochs", "1", "--run-dir", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert "note: the paper preset is sized for a GPU" in err and "--preset cpu" in err
 
