@@ -26,7 +26,7 @@ import torch
 
 import train
 from model import SPYL, SPYLConfig
-from utils import SPYLError, atomic_write, peak_memory_mib, pick_device, run_main
+from utils import ArgumentParser, SPYLError, between, one_of, atomic_write, peak_memory_mib, pick_device, run_main
 
 
 MODES = ("plain", "fast", "bf16", "compile", "bf16+compile")
@@ -89,16 +89,19 @@ def run_one(args):
     print(json.dumps(out))
 
 
-def bench_eval(device, data_dir="", n=504):
-    """Sequences per second of one swap-evaluation draw, judged by an ensemble shaped like the
-    shipped one (untrained: the cost is the same), and of the pixel oracle on real Sprites
-    (with data_dir); cpu-preset model. Returns {"eval_seq_per_s", "judges", "oracle_seq_per_s"}."""
+def bench_eval(device, data_dir="", n=504, repeats=2, preset="paper"):
+    """Sequences per second of the swap evaluation (`repeats` draws of n sequences, as
+    swaps_experiments.evaluate runs them), judged by an ensemble shaped like the shipped one
+    (untrained: the cost is the same), with the pixel oracle on real Sprites (with data_dir);
+    model of a train.py preset (the shipped one is paper-size). Returns {"eval_seq_per_s", "judges", "eval_stage_seconds", "oracle_seq_per_s"}."""
     from dataloader import SequenceData, load_sprites
     from judge import DEFAULT_MEMBERS, Judge, JudgeConfig
     from oracle import PixelOracle
-    from swaps_experiments import swap_scores
-    mcfg, _ = preset_configs("cpu")
-    model = SPYL(mcfg).to(device)
+    from swaps_experiments import Stages, swap_scores
+    mcfg, _ = preset_configs(preset)
+    model = SPYL(mcfg).to(device).eval()
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)  # as swaps_experiments.py runs it
     judges = {f"{a}-{s}": Judge(JudgeConfig(arch=a, seed=s)).to(device).eval() for a, s in DEFAULT_MEMBERS}
     if data_dir:
         train_set, test_set = load_sprites(data_dir, None, download=False)
@@ -108,9 +111,11 @@ def bench_eval(device, data_dir="", n=504):
         data = SequenceData(rng.integers(0, 256, (n, 8, 64, 64, 3), dtype=np.uint8), np.zeros((n, 5), np.int64), "bench")
         oracle = None
     swap_scores(model, judges, SequenceData(data.x[:63], data.labels[:63], "bench"), device)  # warm-up
+    stages = Stages()
     t0 = time.perf_counter()
-    swap_scores(model, judges, data, device)
-    out = {"eval_seq_per_s": n / (time.perf_counter() - t0), "judges": len(judges)}
+    swap_scores(model, judges, data, device, oracle, repeats=repeats, stages=stages)
+    out = {"eval_seq_per_s": n * repeats / (time.perf_counter() - t0), "judges": len(judges), "eval_repeats": repeats,
+           "eval_stage_seconds": {k: round(v, 2) for k, v in stages.seconds.items()}}
     if oracle is not None:
         x = data.batch(np.arange(n), device)
         t0 = time.perf_counter()
@@ -132,17 +137,18 @@ def bench_data(sheets):
     return build, load
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv=None):
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--presets", default="cpu,paper")
-    p.add_argument("--steps", type=int, default=3, help="timed steps per measurement (after one warm-up step)")
+    p.add_argument("--steps", type=between(1, 10**4), default=3, help="timed steps per measurement (after one warm-up step)")
     p.add_argument("--device", default="auto")
     p.add_argument("--sheets", default="", help="sprite parts folder: also time building and loading Sprites")
     p.add_argument("--data-dir", default="", help="folder with composed Sprites: train on real batches (and count their memory)")
     p.add_argument("--modes", default="plain,fast", help="plain, fast, and the variants bf16 (fast + bf16 autocast), compile (fast + torch.compile), bf16+compile")
+    p.add_argument("--eval-preset", type=one_of(*train.PRESETS), default="paper", help="the model size the swap evaluation is timed with")
     p.add_argument("--out", default="bench/results.json")
     p.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.one:
         return run_one(args)
     unknown = [m for m in args.modes.split(",") if m not in MODES] + [p for p in args.presets.split(",") if p not in train.PRESETS]
@@ -160,7 +166,7 @@ def main():
             print(f"  {preset:<6} {mode:<12} warm-up {rows[-1]['warm-up']:8.1f} seq/s   contrastive {rows[-1]['contrastive']:8.1f} seq/s"
                   f"   peak {rows[-1]['peak_mib']:7.0f} MiB   host RSS {rows[-1]['host_rss_mib']:7.0f} MiB", file=sys.stderr)
     report = {"device": str(device), "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-              "torch": torch.__version__, "steps": args.steps, "train_steps": rows, **bench_eval(device, args.data_dir)}
+              "torch": torch.__version__, "steps": args.steps, "train_steps": rows, **bench_eval(device, args.data_dir, preset=args.eval_preset)}
     if args.sheets:
         report["sprites_build_s"], report["sprites_load_s"] = bench_data(args.sheets)
     print(f"\n{'preset':<8}{'mode':<14}{'phase':<13}{'seq/s':>8}{'vs plain':>10}{'s/epoch':>9}{'peak MiB':>10}{'host MiB':>10}")
@@ -169,8 +175,9 @@ def main():
         for phase in ("warm-up", "contrastive"):
             ratio = f"{r[phase] / plain[phase]:.2f}x" if plain else "-"
             print(f"{r['preset']:<8}{r['mode']:<14}{phase:<13}{r[phase]:>8.1f}{ratio:>10}{9000 / r[phase]:>9.1f}{r['peak_mib']:>10.0f}{r['host_rss_mib']:>10.0f}")
-    print(f"\nswap evaluation: {report['eval_seq_per_s']:.0f} sequences/s, each read by {report['judges']} judges"
-          + (f"; pixel oracle: {report['oracle_seq_per_s']:.0f} sequences/s" if "oracle_seq_per_s" in report else ""))
+    print(f"\nswap evaluation ({args.eval_preset}-preset model, {report['eval_repeats']} repeats): {report['eval_seq_per_s']:.1f} sequences/s per repeat, "
+          f"each read by {report['judges']} judges" + (f"; pixel oracle: {report['oracle_seq_per_s']:.0f} sequences/s" if "oracle_seq_per_s" in report else ""))
+    print("  " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(report["eval_stage_seconds"].items(), key=lambda kv: -kv[1])))
     if args.sheets:
         print(f"Sprites from the parts: built in {report['sprites_build_s']:.1f} s, loaded in {report['sprites_load_s']:.2f} s")
     atomic_write(args.out, lambda f: json.dump(report, f, indent=1), mode="w")

@@ -67,11 +67,13 @@ class PixelOracle:
         return torch.stack(out).float().div_(255)
 
     @torch.no_grad()
-    def read(self, x, static_labels, distances=False):
+    def distances(self, x, static_labels):
         """x: N x T x 3 x 64 x 64 generated sequences in [0, 1]; static_labels: N x 4, the
-        character each should show. Returns N x 4 int64 variants read for skin, pants, top, hair;
-        with distances=True also N x T, each frame's RMS pixel distance to the nearest of the
-        72 renders of its own character (0 for a real frame)."""
+        character each should show. Returns (N x T x 4 x 6 float tensor: each frame's squared
+        distance to the nearest render of the character with factor k set to variant v; N x T
+        float array: each frame's RMS pixel distance to the nearest of the 72 renders of its own
+        character, 0 for a real frame). The renders of each character are built once per call,
+        so passing every sample of a character together (all repeats) costs one build."""
         static_labels = np.asarray(static_labels)
         if x.ndim != 5 or tuple(x.shape[2:]) != (3, SIZE, SIZE):
             raise SPYLError(f"the oracle reads N x T x 3 x {SIZE} x {SIZE} sequences, got shape {tuple(x.shape)}")
@@ -79,8 +81,9 @@ class PixelOracle:
             raise SPYLError(f"the oracle needs one static label row (4 values in 0..5) per sequence, got shape {static_labels.shape}")
         # frames as H x W x C, the layout of the stored renders
         frames = torch.nan_to_num(x.detach().float().cpu()).permute(0, 1, 3, 4, 2).flatten(2)   # N x T x D
-        out = np.empty((len(x), len(ATTRIBUTES)), np.int64)
-        rms = torch.empty(len(x), x.shape[1])
+        T = x.shape[1]
+        out = torch.empty(len(x), T, len(ATTRIBUTES), N_VARIANTS)
+        rms = torch.empty(len(x), T)
         chars = character_index(static_labels)
         for c in np.unique(chars):
             idx = np.flatnonzero(chars == c)
@@ -89,9 +92,22 @@ class PixelOracle:
             r = self.renders(unique).flatten(0, 1)                               # 21*72 x D
             s = frames[idx].flatten(0, 1)                                        # n*T x D
             d2 = s.pow(2).sum(1, keepdim=True) + r.pow(2).sum(1) - 2 * s @ r.T   # n*T x 21*72
-            nearest = d2.view(len(idx), x.shape[1], len(unique), RENDERS_PER_CHARACTER).amin(-1)  # n x T x 21
-            scores = nearest.sum(1)[:, torch.from_numpy(where.reshape(grid.shape))]  # n x 4 x 6
-            out[idx] = scores.argmin(-1).numpy()
+            nearest = d2.view(len(idx), T, len(unique), RENDERS_PER_CHARACTER).amin(-1)  # n x T x 21
+            out[idx] = nearest[:, :, torch.from_numpy(where.reshape(grid.shape))]       # n x T x 4 x 6
             own = nearest[:, :, int(np.flatnonzero(unique == c)[0])]             # n x T
             rms[idx] = (own.clamp_min(0) / s.shape[1]).sqrt()
-        return (out, rms.numpy()) if distances else out
+        return out, rms.numpy()
+
+    def read(self, x, static_labels, distances=False, steps=slice(None)):
+        """The variant of skin, pants, top and hair each sequence shows: N x 4 int64, the variant
+        whose nearest renders are closest summed over the frames `steps` (default all). With
+        distances=True also the N x T RMS distances of `distances` (0 for a real frame)."""
+        d2, rms = self.distances(x, static_labels)
+        out = variants_read(d2, steps)
+        return (out, rms) if distances else out
+
+
+def variants_read(d2, steps=slice(None)):
+    """N x 4 variants read from the N x T x 4 x 6 distances of PixelOracle.distances, summed over
+    the frames `steps`."""
+    return d2[:, steps].sum(1).argmin(-1).numpy()

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,7 +15,8 @@ from dataloader import LABEL_NAMES
 from judge import NOISE, Judge, JudgeConfig, gate_failures, judge_paths, load_judges, measure_on, temperature_for
 from model import SPYL
 from oracle import PixelOracle
-from swaps_experiments import evaluate, format_table, inception_metrics, markdown_rows
+import swaps_experiments
+from swaps_experiments import ORACLE_FACTORS, evaluate, format_table, inception_metrics, markdown_rows, swap_scores
 from utils import SPYLError
 
 JUDGES = judge_paths("sprites", os.path.join(ROOT, "weights"))
@@ -197,7 +199,7 @@ def test_script_end_to_end(sprites_dir, tmp_path):
 @pytest.mark.parametrize("args,match", [
     (["--weights", "nope.pth"], "does not exist"),
     (["--judges", "nope.pth"], "no judge at nope.pth; train judges with `python judge.py"),
-    (["--repeats", "0"], "--repeats must be at least 1"),
+    (["--repeats", "0"], "argument --repeats: must be an integer from 1 to 1000, got 0"),
 ])
 def test_script_bad_input(tmp_path, args, match):
     SPYL(tiny_config()).save(tmp_path / "m.pth", data="builtin")
@@ -262,3 +264,57 @@ def test_real_sequences_are_the_ceiling(sprites_dir):
         assert r[k]["mean"] == 1.0, k
     assert r["IS"]["mean"] > 8.99 and r["H(y|x)"]["mean"] < 0.01 and r["IS"]["spread"] < 0.01
     assert "oracle_real_frames_recon" not in r and "action|static_kept" not in r  # no codes, no leakage
+    assert r["oracle_real_frames_by_step"]["mean"] == [1.0] * 8
+    for k in ("oracle_skin", "oracle_pants", "oracle_top", "oracle_hair", "oracle_real_frames"):
+        assert r[f"{k}_from_step_2"]["mean"] == 1.0, k
+
+
+@torch.no_grad()
+def one_pass_per_repeat(model, judges, data, oracle, repeats, batch_size):
+    """The straightforward evaluation: every repeat encodes, decodes and reads everything again."""
+    runs = []
+    for _ in range(repeats):
+        hits = {name: {"action": 0, "skin": 0} for name in judges}
+        probs = {name: [] for name in judges}
+        oracle_hits, near = np.zeros(4), 0.0
+        for start in range(0, len(data), batch_size):
+            idx = np.arange(start, min(start + batch_size, len(data)))
+            x, y = data.batch(idx), torch.from_numpy(data.labels[idx])
+            s_mean, _, d_mean, _ = model.encode(x)
+            x_action = model.decode(model.sample_static(len(idx)), d_mean)
+            x_static = model.decode(s_mean, model.sample_dynamics(len(idx), x.shape[1]))
+            for name, judge in judges.items():
+                la, ls = judge(x_action), judge(x_static)
+                hits[name]["action"] += (la[0].argmax(1) == y[:, 0]).sum().item()
+                hits[name]["skin"] += (ls[1].argmax(1) == y[:, 1]).sum().item()
+                probs[name].append(la[0].softmax(1))
+            read, rms = oracle.read(x_static, data.labels[idx, 1:], distances=True)
+            oracle_hits += (read == data.labels[idx, 1:]).sum(0)
+            near += (rms < 0.03).mean(1).sum()
+        runs.append(({name: {"action": h["action"] / len(data), "skin": h["skin"] / len(data),
+                             "IS": inception_metrics(torch.cat(probs[name]))["IS"]} for name, h in hits.items()},
+                     {**dict(zip(ORACLE_FACTORS, (oracle_hits / len(data)).tolist())), "oracle_real_frames": near / len(data)}))
+    return runs
+
+
+@have_judges
+@pytest.mark.skipif(not os.path.isfile(MODEL), reason="weights/model.pth not present")
+def test_encoding_once_gives_the_figures_of_one_pass_per_repeat(sprites_dir, monkeypatch):
+    # The fast path (encode once, draw up front, one oracle read per batch for all repeats) must
+    # score exactly what the straightforward path scores from the same seed.
+    judges = load_judges(JUDGES, "sprites")
+    train, test = load_sprites(str(sprites_dir), None, download=False)
+    sub = type(test)(test.x[:45], test.labels[:45], "sprites")  # batches of 20, 20 and a partial 5
+    oracle, model = PixelOracle(train, test), SPYL.load(MODEL)
+    torch.manual_seed(0)
+    expected = one_pass_per_repeat(model, judges, sub, oracle, repeats=2, batch_size=20)
+    torch.manual_seed(0)
+    runs, recon = swap_scores(model, judges, sub, "cpu", oracle, repeats=2, batch_size=20)
+    for (judged, read), (want_judged, want_read) in zip(runs, expected):
+        assert {n: {k: judged[n][k] for k in want_judged[n]} for n in judged} == want_judged
+        assert {k: read[k] for k in want_read} == pytest.approx(want_read, abs=1e-12)
+        assert read["oracle_real_frames"] == pytest.approx(np.mean(read["oracle_real_frames_by_step"]), abs=1e-12)
+    assert runs[0] != runs[1] and recon == 1.0  # fresh draws per repeat; reconstructions are real
+    monkeypatch.setattr(swaps_experiments, "ORACLE_GROUP", 1)  # the oracle reads each repeat on its own: the same figures
+    torch.manual_seed(0)
+    assert swap_scores(model, judges, sub, "cpu", oracle, repeats=2, batch_size=20) == (runs, recon)
