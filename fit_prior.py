@@ -31,7 +31,8 @@ from tqdm import tqdm
 from dataloader import load_dataset
 from judge import hold_out
 from model import SPYL, kl_normal
-from utils import ArgumentParser, ListOf, SPYLError, between, one_of, atomic_write, load_checkpoint, pick_device, run_main, seed_everything
+from utils import (ArgumentParser, ListOf, SPYLError, atomic_write, between, figure, load_checkpoint, one_of, pick_device, run_main,
+                   save_figure, seed_everything)
 
 PRIOR_PREFIXES = ("prior_lstm.", "prior_mean.", "prior_logvar.")
 INPUTS = ("sample", "mean")
@@ -78,7 +79,7 @@ def validation_kl(model, d_mean, d_logvar, eps, batch_size=1024):
     return total / len(d_mean)
 
 
-def fit_prior(model, fit_post, val_post, steps=3000, lr=1e-3, batch_size=128, inputs="sample", eval_every=100, patience=5,
+def fit_prior(model, fit_post, val_post, steps=4000, lr=1e-3, batch_size=128, inputs="sample", eval_every=100, patience=5,
               seed=0, progress=True):
     """Fit the prior's parameters of `model` (in place) to posteriors (d_mean, d_logvar) of the
     fitting set, keeping the parameters of the best validation KL. Returns the log: a list of
@@ -141,11 +142,23 @@ def fit_grid(model, fit_post, val_post, lrs, inputs_list, **kw):
     return fits, chosen
 
 
+def plot_fits(fits, path):
+    """Validation KL(d) against step for each fit of a grid (the records fit_grid returns), as a PNG."""
+    fig, ax = figure(1, 1, figsize=(5.5, 3.4))
+    for f in fits:
+        ax.plot([r["step"] for r in f["log"]], [r["val_kl"] for r in f["log"]], marker=".", label=f"lr {f['lr']:g}, inputs {f['inputs']}")
+    ax.set_xlabel("Adam step (prior only)")
+    ax.set_ylabel("validation KL(d) per sequence (nats)")
+    ax.set_title("fitting the prior to the posteriors")
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
 def main(argv=None):
     p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--weights", default="weights/model.pth", help="the model whose prior to fit (SPYL.save or a train.py checkpoint)")
     p.add_argument("--out", default="runs/fit_prior/model.pth", help="where the model with the fitted prior goes (+ .json log beside it)")
-    p.add_argument("--steps", type=between(1, 10**6), default=3000, help="at most this many Adam steps")
+    p.add_argument("--steps", type=between(1, 10**6), default=4000, help="at most this many Adam steps")
     p.add_argument("--lr", type=ListOf(between(1e-8, 1.0, float)), default=[1e-3], help="learning rate; several (1e-3,3e-3): fit each, keep the best")
     p.add_argument("--batch-size", type=between(1, 10**6), default=128)
     p.add_argument("--inputs", type=ListOf(one_of(*INPUTS)), default=["sample"],
@@ -158,8 +171,18 @@ def main(argv=None):
     p.add_argument("--data-root", default="", help="folder of the time-series or speech data sets")
     p.add_argument("--chars", type=between(0, 6 ** 4), default=0, help="built-in set only: this many characters")
     p.add_argument("--device", default="auto")
+    p.add_argument("--plot", metavar="JSON", help="only redraw the validation curves of a log this script wrote, as JSON -> .png beside it")
     p.add_argument("--half", action="store_true", help="store the weights in fp16 (half the bytes; loaded back in fp32), as released files are")
     a = p.parse_args(argv)
+    if a.plot:
+        try:
+            with open(a.plot) as f:
+                fits = json.load(f)["fits"]
+        except (OSError, ValueError, KeyError) as e:
+            raise SPYLError(f"cannot read {a.plot} as a fit_prior.py log ({e})") from None
+        plot_fits(fits, os.path.splitext(a.plot)[0] + ".png")
+        print(f"wrote {os.path.splitext(a.plot)[0] + '.png'}")
+        return
     if os.path.abspath(a.out) == os.path.abspath(a.weights):
         raise SPYLError(f"--out {a.out} is the input model; write the fitted model elsewhere and compare the two first")
     device = pick_device(a.device)
@@ -183,7 +206,8 @@ def main(argv=None):
               "val_kl_before": chosen["val_kl_before"], "val_kl_after": chosen["val_kl_after"], "fits": fits}
     log_path = os.path.splitext(a.out)[0] + ".json"
     atomic_write(log_path, lambda f: json.dump(report, f, indent=1), mode="w")
-    print(f"wrote {a.out} and {log_path}")
+    plot_fits(fits, os.path.splitext(a.out)[0] + ".png")
+    print(f"wrote {a.out}, {log_path} and its curves (.png)")
 
 
 if __name__ == "__main__":

@@ -264,7 +264,8 @@ def format_table(results):
 
 def markdown_rows(reports):
     """README results rows from swaps JSON reports: mean (std over repeats) [judges' spread], oracle beside."""
-    cols = ["action", *ATTRIBUTES, *ORACLE_FACTORS, "IS", "H(y|x)", "action|static_kept", "oracle_real_frames"]
+    cols = ["action", *ATTRIBUTES, *ORACLE_FACTORS, "IS", "H(y|x)", "action|static_kept", "oracle_real_frames",
+            f"oracle_real_frames_from_step_{LATER + 1}"]
     head = "| weights | " + " | ".join(c.replace("|", "\\|") for c in cols) + " |"
     lines = [head, "|" + " --- |" * (len(cols) + 1)]
     for rep in reports:

@@ -162,7 +162,7 @@ def retrain(name, data_root, weights_dir, runs_dir):
 def main(argv=None):
     p = ArgumentParser(description="Time-series experiments on frozen SPYL codes.")
     p.add_argument("--data-root", default="", help="folder holding etth1/, beijing-air/, physionet2012/ (default: $SPYL_DATA_ROOT, else data/, downloading)")
-    p.add_argument("--dataset", type=one_of("", *TIMESERIES), default="", help=f"one of {', '.join(TIMESERIES)} (default: all)")
+    p.add_argument("--dataset", type=one_of(*TIMESERIES), default=None, help=f"one of {', '.join(TIMESERIES)} (default: all)")
     p.add_argument("--weights-dir", default="weights/timeseries")
     p.add_argument("--train", action="store_true", help="retrain SPYL and DSVAE on each set first (writes --weights-dir)")
     p.add_argument("--runs-dir", default="runs/timeseries", help="with --train: the run folders")

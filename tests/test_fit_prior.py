@@ -65,7 +65,10 @@ def test_script_writes_the_model_and_its_log(tmp_path, builtin_small):
     report = json.loads((tmp_path / "fitted" / "m.json").read_text())
     assert [(f["lr"], f["inputs"]) for f in report["fits"]] == [(1e-3, "sample"), (1e-3, "mean"), (3e-3, "sample"), (3e-3, "mean")]
     assert report["val_kl_after"] == min(f["val_kl_after"] for f in report["fits"]) < report["val_kl_before"] and report["fit_sequences"] + report["val_sequences"] == len(builtin_small[0])
-    assert not torch.equal(fitted.prior_mean.weight, original.prior_mean.weight)
+    assert not torch.equal(fitted.prior_mean.weight, original.prior_mean.weight) and (tmp_path / "fitted" / "m.png").stat().st_size > 1000
+    (tmp_path / "fitted" / "m.png").unlink()
+    fit_prior.main(["--plot", str(tmp_path / "fitted" / "m.json")])  # the curves again, from the log alone
+    assert (tmp_path / "fitted" / "m.png").stat().st_size > 1000
     assert torch.equal(fitted.s_mean.weight, original.s_mean.weight)
 
 
