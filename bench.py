@@ -145,6 +145,7 @@ def main(argv=None):
     p.add_argument("--sheets", default="", help="sprite parts folder: also time building and loading Sprites")
     p.add_argument("--data-dir", default="", help="folder with composed Sprites: train on real batches (and count their memory)")
     p.add_argument("--modes", default="plain,fast", help="plain, fast, and the variants bf16 (fast + bf16 autocast), compile (fast + torch.compile), bf16+compile")
+    p.add_argument("--eval-sequences", type=between(1, 2664), default=504, help="test sequences the swap evaluation is timed on")
     p.add_argument("--eval-preset", type=one_of(*train.PRESETS), default="paper", help="the model size the swap evaluation is timed with")
     p.add_argument("--out", default="bench/results.json")
     p.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
@@ -166,7 +167,7 @@ def main(argv=None):
             print(f"  {preset:<6} {mode:<12} warm-up {rows[-1]['warm-up']:8.1f} seq/s   contrastive {rows[-1]['contrastive']:8.1f} seq/s"
                   f"   peak {rows[-1]['peak_mib']:7.0f} MiB   host RSS {rows[-1]['host_rss_mib']:7.0f} MiB", file=sys.stderr)
     report = {"device": str(device), "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-              "torch": torch.__version__, "steps": args.steps, "train_steps": rows, **bench_eval(device, args.data_dir, preset=args.eval_preset)}
+              "torch": torch.__version__, "steps": args.steps, "train_steps": rows, **bench_eval(device, args.data_dir, n=args.eval_sequences, preset=args.eval_preset)}
     if args.sheets:
         report["sprites_build_s"], report["sprites_load_s"] = bench_data(args.sheets)
     print(f"\n{'preset':<8}{'mode':<14}{'phase':<13}{'seq/s':>8}{'vs plain':>10}{'s/epoch':>9}{'peak MiB':>10}{'host MiB':>10}")

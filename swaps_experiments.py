@@ -21,6 +21,7 @@ figure is the mean over judges, its standard deviation over --repeats fresh
 draws, each judge's own mean and the judges' spread (max - min).
 Visual: labelled swap grids (PNG and animated GIF) and static-kept samples in fig/.
 """
+import contextlib
 import io
 import json
 import math
@@ -59,18 +60,16 @@ class Stages:
     def __init__(self, bar=None):
         self.seconds, self.bar = {}, bar
 
+    @contextlib.contextmanager
     def __call__(self, name):
-        stages = self
-
-        class _Timer:
-            def __enter__(self):
-                if stages.bar is not None:
-                    stages.bar.set_postfix_str(name, refresh=False)
-                self.t0 = time.perf_counter()
-
-            def __exit__(self, *exc):
-                stages.seconds[name] = stages.seconds.get(name, 0.0) + time.perf_counter() - self.t0
-        return _Timer()
+        """Time the body of a `with` under this stage's name (times add up over calls)."""
+        if self.bar is not None:
+            self.bar.set_postfix_str(name, refresh=False)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
 
     def table(self):
         """Stage times as text, largest first, with their share of the total."""

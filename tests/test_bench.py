@@ -8,7 +8,7 @@ from conftest import ROOT
 
 def test_bench_reports_every_measurement(tmp_path):
     out = tmp_path / "bench.json"
-    res = subprocess.run([sys.executable, "bench.py", "--presets", "tiny", "--steps", "1", "--device", "cpu", "--eval-preset", "tiny",
+    res = subprocess.run([sys.executable, "bench.py", "--presets", "tiny", "--steps", "1", "--device", "cpu", "--eval-preset", "tiny", "--eval-sequences", "63",
                           "--out", str(out)],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]

