@@ -97,11 +97,9 @@ def bench_eval(device, data_dir="", n=504, repeats=2, preset="paper"):
     from dataloader import SequenceData, load_sprites
     from judge import DEFAULT_MEMBERS, Judge, JudgeConfig
     from oracle import PixelOracle
-    from swaps_experiments import Stages, swap_scores
+    from swaps_experiments import Stages, evaluation_layout, swap_scores
     mcfg, _ = preset_configs(preset)
-    model = SPYL(mcfg).to(device).eval()
-    if device.type == "cpu":
-        model = model.to(memory_format=torch.channels_last)  # as swaps_experiments.py runs it
+    model = evaluation_layout(SPYL(mcfg).to(device).eval())
     judges = {f"{a}-{s}": Judge(JudgeConfig(arch=a, seed=s)).to(device).eval() for a, s in DEFAULT_MEMBERS}
     if data_dir:
         train_set, test_set = load_sprites(data_dir, None, download=False)

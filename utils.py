@@ -66,11 +66,10 @@ class Rule:
     def check(self, value):
         if self.choices is not None:
             return None if value in self.choices else f"must be {self.describe()}, got {value!r}"
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (self.kind is int and not isinstance(value, int)):
-            return f"must be {self.describe()}, got {value!r}"
-        if not math.isfinite(value) or value < self.low or (self.high is not None and value > self.high):
-            return f"must be {self.describe()}, got {value!r}"
-        return None
+        number = not isinstance(value, bool) and isinstance(value, int if self.kind is int else (int, float))
+        if number and math.isfinite(value) and value >= self.low and (self.high is None or value <= self.high):
+            return None
+        return f"must be {self.describe()}, got {value!r}"
 
     def __call__(self, text):
         try:
@@ -86,11 +85,6 @@ class Rule:
 def between(low, high=None, kind=int):
     """Integers (or, with kind=float, finite numbers) from low to high inclusive; no high: no upper bound."""
     return Rule(kind, low, high)
-
-
-def at_least(low, kind=int):
-    """Integers (or finite numbers) >= low."""
-    return Rule(kind, low)
 
 
 def one_of(*choices):
