@@ -20,12 +20,13 @@ from datasets.builtin import load_builtin
 from datasets.sprites import load_parts, load_sprites
 from utils import SPYLError
 
-__all__ = ["ACTION_NAMES", "ATTRIBUTES", "AUDIO", "DATASETS", "FRAMES", "LABEL_NAMES", "N_CHARACTERS", "N_CLASSES", "SIZE",
+__all__ = ["ACTION_NAMES", "HAS_VALIDATION", "ATTRIBUTES", "AUDIO", "DATASETS", "FRAMES", "LABEL_NAMES", "N_CHARACTERS", "N_CLASSES", "SIZE",
            "TIMESERIES", "SequenceData", "batch_indices", "character_index", "character_labels", "compose", "data_shape",
            "drop_mapped_pages", "load_builtin", "load_dataset", "load_parts", "load_splits", "load_sprites", "prefetch"]
 
 TIMESERIES = {m.NAME: m for m in (etth1, airquality, physionet)}
-AUDIO = {fsdd.NAME: fsdd}
+AUDIO = {unit.NAME: unit for unit in fsdd.UNITS}
+HAS_VALIDATION = {*TIMESERIES, *AUDIO}  # sets whose protocol has a validation split
 DATASETS = ("auto", sprites.NAME, builtin.NAME, *TIMESERIES, *AUDIO)
 
 
@@ -80,13 +81,18 @@ def prefetch(data, batches, device, depth=2):
                 thread.join(0.01)
 
 
-def load_dataset(name="auto", data_dir="data", sheets=None, chars=None, data_root=None):
-    """(train, test) for 'sprites', 'builtin', 'auto' (Sprites if they can be had, else the
-    built-in set after one loud line), a time-series set (etth1, airquality, physionet) or
-    speech (fsdd), read from data_root or downloaded (their other splits: `load_splits`)."""
+def load_dataset(name="auto", data_dir="data", sheets=None, chars=None, data_root=None, held_out="test"):
+    """(train, held-out split) for 'sprites', 'builtin', 'auto' (Sprites if they can be had, else
+    the built-in set after one loud line), a time-series set (etth1, airquality, physionet) or
+    speech (fsdd), read from data_root or downloaded (all their splits: `load_splits`).
+
+    held_out is "test", or "valid" for the validation split of a set whose protocol has one
+    (HAS_VALIDATION: the time series and speech); the others give their test split."""
+    if held_out not in ("test", "valid"):
+        raise SPYLError(f"held_out must be 'test' or 'valid', got {held_out!r}")
     if name in TIMESERIES or name in AUDIO:
         splits = load_splits(name, data_root)
-        return splits["train"], splits["test"]
+        return splits["train"], splits[held_out if name in HAS_VALIDATION else "test"]
     if name == "builtin":
         return load_builtin(chars)
     if name not in ("sprites", "auto"):

@@ -8,6 +8,9 @@ others' code; here each is one function that takes arrays and a seed and returns
 - `classify_sequence`: an LSTM over d_1..d_T, its state at the last real step next to s, an MLP,
   a probability (PhysioNet's in-hospital death).
 """
+import contextlib
+import functools
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -16,16 +19,38 @@ import torch.nn.functional as F
 from utils import SPYLError
 
 
+@contextlib.contextmanager
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def single_threaded(fn):
+    """Run a probe on one CPU thread: a matrix product summed by two threads adds in another
+    order than by one, and a probe's figure moved with the thread count (0.680 vs 0.667).
+    These heads are small enough that one thread is as fast."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kw):
+        with _one_thread():
+            return fn(*args, **kw)
+    return wrapper
+
+
 @torch.no_grad()
-def frozen_codes(model, data, device="cpu", batch_size=512):
-    """Posterior means of a whole data set, in eval mode: s N x s_dim, d N x T x d_dim (numpy)."""
+def frozen_codes(model, data, device="cpu", batch_size=512, with_std=False):
+    """Posterior means of a whole data set, in eval mode: s N x s_dim, d N x T x d_dim (numpy);
+    with_std: (s_mean, s_std, d_mean, d_std), for probes that read posterior samples."""
     model.eval()
-    s, d = [], []
+    parts = []
     for start in range(0, len(data), batch_size):
-        s_mean, _, d_mean, _ = model.encode(data.batch(np.arange(start, min(start + batch_size, len(data))), device))
-        s.append(s_mean.cpu())
-        d.append(d_mean.cpu())
-    return torch.cat(s).numpy(), torch.cat(d).numpy()
+        s_mean, s_logvar, d_mean, d_logvar = model.encode(data.batch(np.arange(start, min(start + batch_size, len(data))), device))
+        parts.append([t.cpu() for t in (s_mean, (0.5 * s_logvar).exp(), d_mean, (0.5 * d_logvar).exp())])
+    s_mean, s_std, d_mean, d_std = (torch.cat(p).numpy() for p in zip(*parts))
+    return (s_mean, s_std, d_mean, d_std) if with_std else (s_mean, d_mean)
 
 
 def mean_std(runs):
@@ -42,16 +67,19 @@ def _check(x, y, what):
         raise SPYLError(f"{what}: {len(x)} inputs and {len(y)} targets; they must be as many, and more than none")
 
 
-def classify(x_train, y_train, x_test, y_test, n_classes, seed=0, epochs=300, lr=1e-2):
-    """Accuracy on the test set of a Linear(n_classes)-ReLU-Linear head trained full-batch with
-    cross-entropy (Adam) on (x_train N x D, y_train N ints); also returns the test probabilities."""
+@single_threaded
+def classify(x_train, y_train, x_test, y_test, n_classes, seed=0, epochs=300, lr=1e-2, hidden=None):
+    """Accuracy on the test set of a Linear(hidden)-ReLU-Linear head trained full-batch with
+    cross-entropy (Adam) on (x_train N x D, y_train N ints); also returns the test probabilities.
+    hidden defaults to n_classes, the width of the published time-series classifier."""
     _check(x_train, y_train, "classify")
     torch.manual_seed(seed)
     xt, xe = _tensors(x_train, x_test)
     mean, std = xt.mean(0), xt.std(0).clamp_min(1e-6)  # standardised with training statistics
     xt, xe = (xt - mean) / std, (xe - mean) / std
     yt = torch.as_tensor(np.asarray(y_train), dtype=torch.long)
-    head = nn.Sequential(nn.Linear(xt.shape[1], n_classes), nn.ReLU(), nn.Linear(n_classes, n_classes))
+    hidden = hidden or n_classes
+    head = nn.Sequential(nn.Linear(xt.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, n_classes))
     opt = torch.optim.Adam(head.parameters(), lr=lr)
     for _ in range(epochs):
         loss = F.cross_entropy(head(xt), yt)
@@ -64,24 +92,27 @@ def classify(x_train, y_train, x_test, y_test, n_classes, seed=0, epochs=300, lr
 
 
 class StepRegressor(nn.Module):
-    """[s, d_t] -> a value per step: BatchNorm over the features, then 32 and 8 LeakyReLU units."""
+    """[s, d_t] -> a value per step: BatchNorm over the features, then 32 and 8 LeakyReLU units;
+    out_relu: a LeakyReLU on the output too, as the published ETTh1 predictor has."""
 
-    def __init__(self, dim):
+    def __init__(self, dim, out_relu=False):
         super().__init__()
         self.norm = nn.BatchNorm1d(dim)
-        self.net = nn.Sequential(nn.Linear(dim, 32), nn.LeakyReLU(), nn.Linear(32, 8), nn.LeakyReLU(), nn.Linear(8, 1))
+        self.net = nn.Sequential(nn.Linear(dim, 32), nn.LeakyReLU(), nn.Linear(32, 8), nn.LeakyReLU(), nn.Linear(8, 1),
+                                 *([nn.LeakyReLU()] if out_relu else []))
 
     def forward(self, s, d):
         h = torch.cat([d, s[:, None].expand(-1, d.shape[1], -1)], dim=2)   # B x T x (d + s)
         return self.net(self.norm(h.flatten(0, 1))).view(d.shape[:2])     # B x T
 
 
-def regress_steps(s_train, d_train, y_train, s_test, d_test, y_test, seed=0, epochs=300, lr=1e-3, batch_size=10):
-    """Mean absolute error on the test set of a StepRegressor trained with L1 loss (Adam) on
-    per-step targets y (N x T, in the target's own units)."""
+@single_threaded
+def regress_steps(s_train, d_train, y_train, s_test, d_test, seed=0, epochs=300, lr=1e-3, batch_size=10):
+    """Test predictions (N x T) of a StepRegressor trained with L1 loss (Adam) on per-step
+    targets y (N x T, in the target's own units)."""
     _check(s_train, y_train, "regress_steps")
     torch.manual_seed(seed)
-    st, dt, yt, se, de, ye = _tensors(s_train, d_train, y_train, s_test, d_test, y_test)
+    st, dt, yt, se, de = _tensors(s_train, d_train, y_train, s_test, d_test)
     model = StepRegressor(st.shape[1] + dt.shape[2])
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
@@ -96,7 +127,7 @@ def regress_steps(s_train, d_train, y_train, s_test, d_test, y_test, seed=0, epo
             opt.step()
     model.eval()
     with torch.no_grad():
-        return float(F.l1_loss(model(se, de), ye).item())
+        return model(se, de).numpy()
 
 
 class SequenceClassifier(nn.Module):
@@ -113,6 +144,7 @@ class SequenceClassifier(nn.Module):
         return self.net(torch.cat([h[torch.arange(len(h)), last], s], dim=1)).squeeze(1)
 
 
+@single_threaded
 def classify_sequence(s_train, d_train, last_train, y_train, s_test, d_test, last_test, seed=0, epochs=40, lr=1e-3, batch_size=30):
     """Test probabilities of a SequenceClassifier trained with binary cross-entropy (Adam, gradient
     norm clipped at 1); last: index of each sequence's last real step."""
@@ -120,17 +152,24 @@ def classify_sequence(s_train, d_train, last_train, y_train, s_test, d_test, las
     torch.manual_seed(seed)
     st, dt, yt, se, de = _tensors(s_train, d_train, y_train, s_test, d_test)
     lt, le = torch.as_tensor(np.asarray(last_train)), torch.as_tensor(np.asarray(last_test))
-    model = SequenceClassifier(st.shape[1], dt.shape[2])
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
+    model = fit_sequence_classifier(lambda idx: (st[idx], dt[idx]), lt, yt, gen, epochs, lr, batch_size)
+    with torch.no_grad():
+        return torch.sigmoid(model(se, de, le)).numpy()
+
+
+def fit_sequence_classifier(codes, last, y, gen, epochs=40, lr=1e-3, batch_size=30):
+    """A SequenceClassifier trained with binary cross-entropy (Adam, gradient norm clipped at 1)
+    on shuffled batches; codes(idx) gives the (s, d) of sequences idx. Returned in eval mode."""
+    s, d = codes(torch.arange(2))
+    model = SequenceClassifier(s.shape[1], d.shape[2])
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     for _ in range(epochs):
         model.train()
-        for idx in torch.randperm(len(st), generator=gen).split(batch_size):
-            loss = F.binary_cross_entropy_with_logits(model(st[idx], dt[idx], lt[idx]), yt[idx])
+        for idx in torch.randperm(len(y), generator=gen).split(batch_size):
+            loss = F.binary_cross_entropy_with_logits(model(*codes(idx), last[idx]), y[idx])
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-    model.eval()
-    with torch.no_grad():
-        return torch.sigmoid(model(se, de, le)).numpy()
+    return model.eval()

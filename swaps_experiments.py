@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dataloader import ATTRIBUTES, N_CHARACTERS, load_dataset
+from dataloader import ATTRIBUTES, N_CHARACTERS, SequenceData, load_dataset
 from judge import inception_metrics, judge_paths, load_judges
 from model import SPYL
 from oracle import REAL_FRAME_RMS, PixelOracle, variants_read
@@ -375,6 +375,8 @@ def main(argv=None):
     p.add_argument("--sheets", default="", help="folder of sprite-sheet parts or pre-built npy files")
     p.add_argument("--data-dir", default="data")
     p.add_argument("--chars", type=between(0, N_CHARACTERS), default=0, help="built-in set only: this many characters (0: all)")
+    p.add_argument("--sequences", type=between(0, 10**6), default=0,
+                   help="evaluate the first N test sequences only, a quick look (0, the default: all, as every reported figure)")
     p.add_argument("--device", default="auto")
     p.add_argument("--fig-dir", default="fig")
     p.add_argument("--out-json", default="", help="default: <fig-dir>/swaps.json")
@@ -416,6 +418,8 @@ def main(argv=None):
         if len(oracle.rows) < N_CHARACTERS:  # a subset of characters: neighbours would be missing
             print(f"note: the data hold {len(oracle.rows)} of {N_CHARACTERS} characters, too few for the pixel oracle; skipped", file=sys.stderr)
             oracle = None
+    if a.sequences and a.sequences < len(test):  # after the oracle, which renders characters from the whole split
+        test = SequenceData(test.x[:a.sequences], test.labels[:a.sequences], test.name)
     title = f"{a.weights} on the {data_name} test set ({len(test)} sequences), {a.repeats} repeats, seed {a.seed}"
     print(f"{title}, {len(judges)} judges{' and the pixel oracle' if oracle else ''}", file=sys.stderr)
     stages, t0 = Stages(), time.perf_counter()

@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from dataloader import ATTRIBUTES, AUDIO, DATASETS, N_CHARACTERS, TIMESERIES, batch_indices, data_shape, load_dataset, prefetch
+from dataloader import ATTRIBUTES, AUDIO, DATASETS, HAS_VALIDATION, N_CHARACTERS, TIMESERIES, batch_indices, data_shape, load_dataset, prefetch
 from judge import judge_paths, load_judges
 from swaps_experiments import evaluate
 from model import CHECKPOINT_VERSION, CONFIG_RULES, SPYL, SPYLConfig
@@ -51,7 +51,7 @@ class TrainConfig:
     resume: bool = False         # continue the run in run_dir from its checkpoint
     out: str = ""                # also write the final model here (e.g. weights/model.pth)
     init_from: str = ""          # start from this model file's weights (SPYL.save or a checkpoint), with a fresh optimiser
-    val_size: int = 512          # test sequences used for the validation loss
+    val_size: int = 512          # held-out sequences for the validation loss: the validation split where the data set has one, else test
     eval_every: int = 10         # epochs between swap evaluations (0: never)
     judge: str = ""              # judge files for those evaluations, comma-separated (default: every judge of the data set in weights/)
     log_every: int = 20          # steps between progress-bar updates and finiteness checks
@@ -89,11 +89,12 @@ for _name, _module, _extra in (("etth1", TIMESERIES["etth1"], {"batch_size": 7, 
                                ("airquality", TIMESERIES["airquality"], {"batch_size": 32, "n_negatives": 64, "epochs": 200, "warmup_epochs": 30}),
                                ("physionet", TIMESERIES["physionet"], {"batch_size": 32, "n_negatives": 64, "epochs": 100, "warmup_epochs": 20})):
     PRESETS[_name] = {**_SERIES, "dataset": _name, "x_dim": _module.STEP_DIM, "frames": _module.STEPS, **_extra}
-# Speech (FSDD): 200 ms segments of 20 log-mel frames, the MLP pair per frame. The time-series
-# widths keep the six shipped models at 0.6 MB each (the repository travels to GPU machines whole);
-# a wider s (64) is what pays most within them (one seed: static EER 38% at s_dim 16, 28% at 64).
-PRESETS["fsdd"] = {**_SERIES, "dataset": "fsdd", "x_dim": AUDIO["fsdd"].STEP_DIM, "frames": AUDIO["fsdd"].SEGMENT, "s_dim": 64,
-                   "batch_size": 64, "bank_factor": 2, "n_negatives": 64, "epochs": 15, "warmup_epochs": 5, "log_every": 20}
+# Speech (FSDD): segments of log-mel frames (640 ms, a whole word, or the TIMIT protocol's 200 ms),
+# the MLP pair per frame. The time-series widths keep the shipped models at 0.6 MB each (the
+# repository travels to GPU machines whole); a wider s (64) is what pays most within them.
+for _unit in AUDIO.values():
+    PRESETS[_unit.NAME] = {**_SERIES, "dataset": _unit.NAME, "x_dim": _unit.STEP_DIM, "frames": _unit.SEGMENT, "s_dim": 64,
+                           "batch_size": 64, "bank_factor": 2, "n_negatives": 64, "epochs": 15, "warmup_epochs": 5, "log_every": 20}
 # Fields that shape the weights: a model file given to --init-from must agree on them.
 ARCHITECTURE_FIELDS = ("frames", "channels", "image_size", "frame_net", "x_dim", "conv_width", "s_dim", "d_dim", "g_dim", "hidden")
 # Fields a resumed run may change; anything else must match the checkpoint.
@@ -300,12 +301,13 @@ def start_from(model, path, mcfg):
     model.load_state_dict(source.state_dict())
 
 
-def train_model(dataset, out, run_dir, data_root="", dsvae=False, seed=None):
-    """`python train.py --dataset DATASET` with the data set's preset, writing the final model to
-    out: what the experiment scripts' --train runs. Refuses a run folder that already holds a run."""
+def train_model(dataset, out, run_dir, data_root="", dsvae=False, seed=None, flags=()):
+    """`python train.py --dataset DATASET [flags]` with the data set's preset, writing the final
+    model to out: what the experiment scripts' --train runs. Refuses a run folder that already
+    holds a run."""
     if os.path.exists(run_dir):
         raise SPYLError(f"{run_dir} already holds a run; delete it or pass --runs-dir elsewhere")
-    args = ["--dataset", dataset, "--run-dir", run_dir, "--out", out]
+    args = ["--dataset", dataset, "--run-dir", run_dir, "--out", out, *flags]
     args += ["--data-root", data_root] if data_root else []
     args += ["--dsvae"] if dsvae else []
     args += ["--seed", str(seed)] if seed is not None else []
@@ -352,12 +354,16 @@ def main(argv=None):
     seed_everything(tcfg.seed + rank)
 
     # ---- data ----------------------------------------------------------------
-    train, test = load_dataset(tcfg.dataset, tcfg.data_dir, tcfg.sheets or None, tcfg.chars or None, tcfg.data_root or None)
+    # Time series and speech validate on their validation split, so that whatever is chosen by
+    # watching these curves is not chosen on test. Sprites' protocol has no validation split: its
+    # loss is watched on test sequences, and nothing is chosen by it.
+    held_name = "valid" if tcfg.dataset in HAS_VALIDATION else "test"
+    train, held = load_dataset(tcfg.dataset, tcfg.data_dir, tcfg.sheets or None, tcfg.chars or None, tcfg.data_root or None, held_name)
     if tcfg.batch_size > len(train):
         raise SPYLError(f"batch size {tcfg.batch_size} is larger than the training set ({len(train)} sequences); lower --batch-size")
     if ckpt is None:
         mcfg.dataset_size = len(train)
-    val_x = test.batch(np.arange(min(tcfg.val_size, len(test))), device)
+    val_x = held.batch(np.arange(min(tcfg.val_size, len(held))), device)
     judge_files = tcfg.judge.split(",") if tcfg.judge else judge_paths(train.name)
     judges = load_judges(judge_files, train.name, device) if tcfg.eval_every and judge_files else None
 
@@ -382,7 +388,7 @@ def main(argv=None):
         check_writable(tcfg.run_dir, need_bytes=3 * 4 * sum(p.numel() for p in model.parameters()) + (64 << 20))
         n_params = sum(p.numel() for p in model.parameters())
         print(f"SPYL{' (DSVAE baseline)' if mcfg.dsvae else ''}: {n_params / 1e6:.2f}M parameters | data {train.name}: "
-              f"{len(train)} train / {len(test)} test | {device}{f' x{world}' if distributed else ''} | "
+              f"{len(train)} train / {len(val_x)} {held_name} for the validation loss | {device}{f' x{world}' if distributed else ''} | "
               f"{'bf16 autocast' if amp_dtype else 'fp32'} | run folder {tcfg.run_dir}", file=sys.stderr)
         hint = cpu_hint(preset, device, tcfg)
         if hint:
@@ -427,7 +433,7 @@ def main(argv=None):
 
             # ---- evaluation ------------------------------------------------------------
             evaluating = judges is not None and (epoch + 1) % tcfg.eval_every == 0  # judges is None when eval_every is 0
-            val_loss, recon, swap = validate(model, val_x, judges if evaluating else None, test, device, amp_dtype, contrastive, tcfg)
+            val_loss, recon, swap = validate(model, val_x, judges if evaluating else None, held, device, amp_dtype, contrastive, tcfg)
             host_mib = peak_memory_mib(torch.device("cpu"))
             record = {"epoch": epoch + 1, "train": {k: v / len(batches) for k, v in sums.items()}, "val_loss": val_loss,
                       "seconds": round(seconds, 2), "seq_per_s": round(n_steps * tcfg.batch_size * world / seconds, 1),

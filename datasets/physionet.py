@@ -53,9 +53,25 @@ def clean(name, v):
     return v
 
 
-def parse_record(text):
+def hour_bins(minutes, first, last, binning):
+    """(bin of each measurement time, -1 where it falls in none; how many bins). "ours": [first + 60 b,
+    first + 60 (b + 1)), up to the last measurement. "published": the pandas code of later work,
+    `pd.cut(t, arange(first, last, 60))`, whose bins are open on the left, so a measurement at the
+    first minute falls in none, and which stops at the last whole hour's edge."""
+    minutes = np.asarray(minutes)
+    if binning == "ours":
+        return (minutes - first) // 60, (last - first) // 60 + 1
+    if binning != "published":
+        raise SPYLError(f"PhysioNet: binning must be 'ours' or 'published', got {binning!r}")
+    n_bins = max(len(np.arange(first, last, 60)) - 1, 0)
+    b = -(-(minutes - first) // 60) - 1                    # (first + 60 b, first + 60 (b + 1)]
+    return np.where((b >= 0) & (b < n_bins), b, -1), n_bins
+
+
+def parse_record(text, binning="ours"):
     """One stay's `Time,Parameter,Value` text -> (RecordID, ICUType, hours x 10 array of hourly
-    means with NaN where nothing was measured), or None for a stay with no time series."""
+    means with NaN where nothing was measured), or None for a stay with no time series;
+    binning: how times fall into hours (`hour_bins`)."""
     lines = text.strip().splitlines()
     if not lines or lines[0].strip() != "Time,Parameter,Value":
         raise SPYLError("PhysioNet: a record does not start with the header Time,Parameter,Value")
@@ -74,13 +90,12 @@ def parse_record(text):
             series.append((minutes, FEATURES.index(name), clean(name, v)))
     if not times or "RecordID" not in static:
         return None
-    first = min(times)
-    n_hours = (max(times) - first) // 60 + 1
+    bins, n_hours = hour_bins([m for m, _, _ in series], min(times), max(times), binning)
     sums, counts = np.zeros((n_hours, len(FEATURES))), np.zeros((n_hours, len(FEATURES)))
-    for minutes, f, v in series:
-        if not np.isnan(v):
-            sums[(minutes - first) // 60, f] += v
-            counts[(minutes - first) // 60, f] += 1
+    for b, (_, f, v) in zip(bins, series):
+        if b >= 0 and not np.isnan(v):
+            sums[b, f] += v
+            counts[b, f] += 1
     with np.errstate(invalid="ignore"):
         hourly = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     return int(static["RecordID"]), int(static.get("ICUType", 0)), hourly
@@ -96,9 +111,10 @@ def read_outcomes(path):
     return {int(r[rid]): int(r[death]) for r in rows[1:]}
 
 
-def load(root=None, download_ok=True, seed=0):
+def load(root=None, download_ok=True, seed=0, binning="ours"):
     """{"train", "valid", "test"} TimeSeriesData (steps: 20 windows of 4 h x 10 variables) with labels
-    `death` (0/1), `icu` (0..3), `record` and `hours` (how many of the 80 are the stay's own)."""
+    `death` (0/1), `icu` (0..3), `record` and `hours` (how many of the 80 are the stay's own);
+    binning "published" bins the hours as the published code does (`hour_bins`)."""
     folder = os.path.join(data_root(root), FOLDER)
     archive, outcomes = os.path.join(folder, "set-a.tar.gz"), os.path.join(folder, "Outcomes-a.txt")
     for name, path in (("set-a.tar.gz", archive), ("Outcomes-a.txt", outcomes)):
@@ -118,7 +134,7 @@ def load(root=None, download_ok=True, seed=0):
     deaths = read_outcomes(outcomes)
     hours, labels = [], []
     for text in texts:
-        rec = parse_record(text)
+        rec = parse_record(text, binning)
         if rec is None:
             continue
         record, icu, hourly = rec

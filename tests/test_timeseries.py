@@ -11,9 +11,12 @@ import pytest
 
 from conftest import ROOT
 from datasets import airquality, etth1, physionet
-from datasets.timeseries import to_windows, zscore_stats
+from datasets.timeseries import TimeSeriesData, to_windows, zscore_stats
 from probes import classify, classify_sequence, regress_steps
 from utils import SPYLError
+import published_protocol as published
+import timeseries_experiments as E
+from scores import score, summarise
 
 SHARED = os.path.join(ROOT, "..", "shared", "timeseries")
 needs_data = pytest.mark.skipif(not os.path.isdir(SHARED), reason="../shared/timeseries not present")
@@ -105,7 +108,7 @@ def test_probes_find_a_known_answer():
     assert classify(rng.normal(size=(200, 4)), y[:200], x[200:], y[200:], 4)[0] < 0.5   # noise: near chance
     s, d = rng.normal(size=(60, 3)), rng.normal(size=(60, 5, 2))
     target = 20 + 5 * d[..., 0] + 3 * s[:, :1]                                 # a value per step from [s, d_t]
-    mae = regress_steps(s[:40], d[:40], target[:40], s[40:], d[40:], target[40:], epochs=300)
+    mae = np.abs(regress_steps(s[:40], d[:40], target[:40], s[40:], d[40:], epochs=300) - target[40:]).mean()
     assert mae < 0.3 * np.abs(target[40:] - target[:40].mean()).mean()       # far better than the mean
     label = (d[:, :, 1].mean(1) > 0).astype(np.float32)                       # death, say, written in d
     p = classify_sequence(s[:40], d[:40], np.full(40, 4), label[:40], s[40:], d[40:], np.full(20, 4), epochs=80)
@@ -163,8 +166,16 @@ def test_train_and_experiments_end_to_end(tmp_path):
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
     res = json.loads(out.read_text())
-    assert set(res) == {"etth1"} and set(res["etth1"]) == {"spyl", "dsvae", "rf"}
-    assert all(0 < res["etth1"][r]["mae"]["mean"] < 40 and res["etth1"][r]["mae"]["std"] >= 0 for r in res["etth1"])
+    assert set(res) == {"correct", "published"} and all(set(res[pr]) == {"etth1"} for pr in res)
+    for pr in res:
+        rows = res[pr]["etth1"]
+        assert set(rows) == {"spyl", "dsvae", "rf", "rf_window", "linear", "constant"}
+        for r in rows.values():
+            v = r["mae"]
+            assert 0 < v["ci"][0] <= v["mean"] <= v["ci"][1] < 40 and v["std"] >= 0
+    const = res["correct"]["etth1"]["constant"]["mae"]["mean"]
+    assert const == pytest.approx(res["published"]["etth1"]["constant"]["mae"]["mean"]) and 11 < const < 13   # the training mean, 11.85
+    assert "protocol: correct" in p.stdout and "protocol: published" in p.stdout
     assert "12.220" in p.stdout and "10.190" in p.stdout                      # the published anchors beside ours
     for f in ("timeseries_recon.png", "timeseries_static.png"):
         assert (tmp_path / "fig" / f).stat().st_size > 0
@@ -173,3 +184,101 @@ def test_train_and_experiments_end_to_end(tmp_path):
 def test_experiments_refuse_an_unknown_set():
     p = subprocess.run([sys.executable, "timeseries_experiments.py", "--dataset", "ett"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "argument --dataset: must be one of etth1, airquality, physionet, got 'ett'" in p.stderr and "Traceback" not in p.stderr
+
+
+def _codes(rng, n, steps=5):
+    """Codes with a per-step target written in d and a tiny posterior spread."""
+    s, d = rng.normal(size=(n, 3)), rng.normal(size=(n, steps, 2))
+    return published.Codes(s, np.full_like(s, 1e-3), d, np.full_like(d, 1e-3)), 20 + 5 * d[..., 0]
+
+
+def test_published_label_mismatch_scores_at_constant_level():
+    rng = np.random.default_rng(0)
+    (train, y_train), (test, y_test) = _codes(rng, 40), _codes(rng, 20)
+    constant = np.abs(y_test - y_train.mean()).mean()
+    right = np.abs(regress_steps(train.s_mean, train.d_mean, y_train, test.s_mean, test.d_mean) - y_test).mean()
+    shuffled = np.abs(published.regress_steps(train, y_train, test) - y_test).mean()
+    assert right < 0.3 * constant                    # aligned labels: the answer is found
+    assert shuffled > 0.8 * constant                 # labels paired with other inputs: the mean label at best
+
+
+def _window_set(rng, n, steps=28, dim=6):
+    """ETTh1-shaped sequences whose window target is a linear function of that window's inputs."""
+    x = rng.normal(size=(n, steps, dim)).astype(np.float32)
+    return TimeSeriesData(x, {"ot": 10 + 4 * x[..., 0] - 2 * x[..., 3]}, "etth1")
+
+
+def test_published_rotation_misaligns_inputs_and_labels():
+    rng = np.random.default_rng(1)
+    splits = {"train": _window_set(rng, 30), "valid": _window_set(rng, 5), "test": _window_set(rng, 10)}
+    y = splits["test"].labels["ot"]
+    constant = score("mae", E.baseline_predictions("etth1", "constant", splits, 0)["mae"], y)
+    assert constant == pytest.approx(np.abs(y - splits["train"].labels["ot"].mean()).mean())
+    right = score("mae", E.baseline_predictions("etth1", "linear", splits, 0)["mae"], y)
+    turned = E.prepare("etth1", splits, "published", None)
+    assert np.array_equal(turned["test"].x[:, 0], splits["test"].x[:, 14]) and turned["test"].labels is splits["test"].labels
+    rotated = score("mae", E.baseline_predictions("etth1", "linear", turned, 0)["mae"], y)
+    assert right < 0.1 * constant and rotated > 0.9 * constant
+
+
+def test_majority_and_constant_rows_on_constructed_labels():
+    rng = np.random.default_rng(2)
+
+    def split(n, death_rate):
+        x = rng.normal(size=(n, 20, 40)).astype(np.float32)
+        labels = {"death": (rng.random(n) < death_rate).astype(int), "icu": rng.choice(4, n, p=[0.1, 0.2, 0.6, 0.1]), "hours": np.full(n, 48)}
+        return TimeSeriesData(x, labels, "physionet")
+    splits = {"train": split(300, 0.2), "test": split(200, 0.3)}
+    p = E.baseline_predictions("physionet", "constant", splits, 0)
+    te = splits["test"].labels
+    assert np.all(p["auprc"] == splits["train"].labels["death"].mean()) and np.all(p["icu_acc"] == 2)
+    assert score("auroc", p["auroc"], te["death"]) == 0.5 and score("auprc", p["auprc"], te["death"]) == pytest.approx(te["death"].mean())
+    assert summarise("icu_acc", [p["icu_acc"]], te["icu"])["mean"] == pytest.approx((te["icu"] == 2).mean())
+    assert E.row_name("physionet", "constant") == "majority" and E.row_name("etth1", "constant") == "constant"
+
+
+def test_published_binning_drops_the_first_minute_and_the_last_partial_hour():
+    text = ("Time,Parameter,Value\n00:00,RecordID,7\n00:00,ICUType,2\n00:10,GCS,9\n00:40,GCS,11\n01:20,GCS,13\n"
+            "02:40,GCS,15\n02:50,HR,80\n")                                    # first measurement 00:10, last 02:50
+    ours = physionet.parse_record(text)[2][:, physionet.FEATURES.index("GCS")]
+    theirs = physionet.parse_record(text, binning="published")[2][:, physionet.FEATURES.index("GCS")]
+    assert ours.tolist() == [10, 13, 15]             # [first + 60 b, first + 60 (b + 1)) up to the last measurement
+    assert theirs.tolist() == [11, 13]               # (first, first + 60], (first + 60, first + 120]: 00:10 and 02:40 dropped
+    with pytest.raises(SPYLError, match="binning must be"):
+        physionet.parse_record(text, binning="pandas")
+
+
+def test_the_mortality_read_out_step_of_each_protocol():
+    assert E.last_step([48, 45, 41], 4, "correct").tolist() == [11, 11, 10]   # the last window with the stay's own hours
+    assert E.last_step([48, 45, 41], 4, "published").tolist() == [11, 10, 9]  # floor: a partial last window is dropped
+
+
+@needs_data
+def test_training_validates_on_the_validation_split(tmp_path, monkeypatch):
+    import train
+    seen = []
+    original = train.validate
+    monkeypatch.setattr(train, "validate", lambda model, val_x, *a: seen.append(val_x) or original(model, val_x, *a))
+    train.main(["--dataset", "etth1", "--data-root", SHARED, "--epochs", "1", "--warmup-epochs", "1", "--run-dir", str(tmp_path / "r")])
+    splits = etth1.load(SHARED)
+    assert len(seen) == 1 and np.array_equal(seen[0].numpy(), splits["valid"].x, equal_nan=True)
+    months = [set(zip(splits[k].labels["year"], splits[k].labels["month"])) for k in ("train", "valid", "test")]
+    assert not (months[0] & months[1]) and not (months[0] & months[2]) and not (months[1] & months[2])
+
+
+def test_probes_give_the_same_figures_with_one_and_two_threads():
+    import torch
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(400, 64)), rng.integers(0, 6, 400)
+    s, d, target = rng.normal(size=(30, 3)), rng.normal(size=(30, 5, 2)), rng.normal(size=(30, 5))
+    before = torch.get_num_threads()
+    out = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            out.append((classify(x[:300], y[:300], x[300:], y[300:], 6, hidden=64)[1],
+                        regress_steps(s[:20], d[:20], target[:20], s[20:], d[20:], epochs=20)))
+    finally:
+        torch.set_num_threads(before)
+    assert np.array_equal(out[0][0], out[1][0]) and np.array_equal(out[0][1], out[1][1])
+    assert torch.get_num_threads() == before                                   # the probe gives the threads back
