@@ -1,8 +1,9 @@
 """Speech experiments: does s hold the speaker and d the words? The paper's TIMIT protocol on
-the Free Spoken Digit Dataset (6 speakers, digits 0-9; datasets/fsdd.py).
+the Free Spoken Digit Dataset (6 speakers, digits 0-9; datasets/fsdd.py), next to controls
+that need no learning.
 
     python audio_experiments.py --data-root ../shared/audio     # the shipped weights/audio/ models
-    python audio_experiments.py --train                         # retrain 3 seeds of SPYL and of DSVAE first
+    python audio_experiments.py --train                         # retrain 3 seeds of every row first
 
 - Speaker verification: each test utterance is represented by s averaged over its 200 ms
   segments (static) or by d averaged over its segments and steps (dynamic); every pair of
@@ -13,7 +14,12 @@ the Free Spoken Digit Dataset (6 speakers, digits 0-9; datasets/fsdd.py).
   training utterances): digit and speaker accuracy from s and from d.
 - Swaps you can hear: A's s with B's d (A's voice saying B's digit), decoded, turned back into
   sound by Griffin-Lim; spectrograms in fig/audio_swap.png, WAV files in fig/audio/.
-Rows: SPYL and DSVAE with the same budget, mean and std over 3 seeds (3 trained models each).
+Rows: SPYL and DSVAE with the same budget, on 640 ms sequences (a whole word: `fsdd`) and on
+the TIMIT protocol's 200 ms segments (`fsdd_200ms`), mean and std over 3 seeds (3 trained
+models each). Controls, scored by the same code: the utterance's mean and std over frames of
+the normalised log-mel (`raw_mean_std`), its mean (`raw_mean`), an LDA of raw_mean_std fitted
+with the training speakers (`lda_raw`, supervised), for the static EER; the mean absolute
+frame-to-frame change (`raw_delta`) and a random code (`random`, the ceiling) for the dynamic EER.
 """
 import json
 import os
@@ -31,8 +37,12 @@ from utils import ArgumentParser, SPYLError, atomic_write, figure, pick_device, 
 
 # Static / dynamic EER on TIMIT as reprinted in later work (%).
 ANCHORS = {"SPYL": (3.41, 33.22), "C-DSVAE": (4.03, 31.81), "FHVAE": (5.06, 22.77), "DSVAE": (5.64, 19.20)}
-ROWS = ("spyl", "dsvae")
+# (row, the sequence unit its models are trained on): the unit names are data set names.
+ROWS = {"spyl": "fsdd", "dsvae": "fsdd", "spyl_200ms": "fsdd_200ms", "dsvae_200ms": "fsdd_200ms"}
 SEEDS = (0, 1, 2)
+CONTROLS = {"raw_mean_std": "static_eer", "raw_mean": "static_eer", "lda_raw": "static_eer",
+            "raw_delta": "dynamic_eer", "random": "dynamic_eer"}
+PROBE_HIDDEN = 64   # the probes' hidden width: wider than the 6 or 10 classes, so it is no bottleneck
 FIGURES = ("static_eer", "dynamic_eer", "digit_acc_from_d", "digit_acc_from_s", "speaker_acc_from_s", "speaker_acc_from_d")
 
 
@@ -72,30 +82,77 @@ def utterance_codes(model, data, device):
 
 
 def evaluate_model(model, splits, device, seed):
-    """Every figure of one trained model -> {figure: value} (EERs and accuracies as fractions)."""
+    """Every figure of one trained model -> {figure: value} (EERs and accuracies as fractions), and
+    its EERs on the validation utterances (what choices are made on)."""
     s_tr, d_tr, spk_tr, dig_tr = utterance_codes(model, splits["train"], device)
     s_te, d_te, spk_te, dig_te = utterance_codes(model, splits["test"], device)
+    s_va, d_va, spk_va, _ = utterance_codes(model, splits["valid"], device)
     out = {"static_eer": equal_error_rate(*pair_scores(s_te, spk_te)), "dynamic_eer": equal_error_rate(*pair_scores(d_te, spk_te))}
     for name, (x_tr, x_te) in (("s", (s_tr, s_te)), ("d", (d_tr, d_te))):
-        out[f"digit_acc_from_{name}"] = classify(x_tr, dig_tr, x_te, dig_te, 10, seed=seed)[0]
-        out[f"speaker_acc_from_{name}"] = classify(x_tr, spk_tr, x_te, spk_te, len(fsdd.SPEAKERS), seed=seed)[0]
+        out[f"digit_acc_from_{name}"] = classify(x_tr, dig_tr, x_te, dig_te, 10, seed=seed, hidden=PROBE_HIDDEN)[0]
+        out[f"speaker_acc_from_{name}"] = classify(x_tr, spk_tr, x_te, spk_te, len(fsdd.SPEAKERS), seed=seed, hidden=PROBE_HIDDEN)[0]
+    valid = {"static_eer": equal_error_rate(*pair_scores(s_va, spk_va)), "dynamic_eer": equal_error_rate(*pair_scores(d_va, spk_va))}
+    return out, valid
+
+
+def utterance_frames(data):
+    """The real (not padded) frames of each utterance, in order: [n_frames x 40], and the
+    utterances' speakers."""
+    utt = data.labels["utterance"]
+    ids, first = np.unique(utt, return_index=True)
+    frames = []
+    for k in ids:
+        f = data.x[utt == k].reshape(-1, data.x.shape[2])
+        frames.append(f[~np.isnan(f[:, 0])])
+    return frames, data.labels["speaker"][first]
+
+
+def control_codes(name, frames, seed=0):
+    """One utterance code per utterance for an unsupervised control (utterance_frames)."""
+    if name == "raw_mean":
+        return np.stack([f.mean(0) for f in frames])
+    if name == "raw_mean_std":
+        return np.stack([np.r_[f.mean(0), f.std(0)] for f in frames])
+    if name == "raw_delta":  # one frame utterances have no change
+        return np.stack([np.abs(np.diff(f, axis=0)).mean(0) if len(f) > 1 else np.zeros(f.shape[1]) for f in frames])
+    if name == "random":
+        return np.random.default_rng(seed).normal(size=(len(frames), 64))
+    raise SPYLError(f"unknown control {name!r}")
+
+
+def evaluate_controls(splits):
+    """{control: {its EER figure: {"mean", "std"}}}: the no-learning rows (random: 3 seeds) and
+    the supervised LDA, on the test utterances."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+    (f_tr, spk_tr), (f_te, spk_te) = utterance_frames(splits["train"]), utterance_frames(splits["test"])
+    out = {}
+    for name, figure in CONTROLS.items():
+        if name == "lda_raw":
+            lda = LinearDiscriminantAnalysis(n_components=len(fsdd.SPEAKERS) - 1).fit(control_codes("raw_mean_std", f_tr), spk_tr)
+            codes = [lda.transform(control_codes("raw_mean_std", f_te))]
+        else:
+            codes = [control_codes(name, f_te, seed) for seed in (SEEDS if name == "random" else SEEDS[:1])]
+        out[name] = mean_std([{figure: equal_error_rate(*pair_scores(c, spk_te))} for c in codes])
     return out
 
 
 def weights_path(folder, row, seed):
-    """weights/audio/fsdd-spyl-0.pth and the like."""
-    return os.path.join(folder, f"fsdd-{row}-{seed}.pth")
+    """weights/audio/fsdd-spyl-0.pth, weights/audio/fsdd_200ms-spyl-0.pth and the like."""
+    return os.path.join(folder, f"{ROWS[row]}-{row.split('_')[0]}-{seed}.pth")
 
 
 def format_table(results):
-    """Our rows (mean ± std over seeds) and the published TIMIT rows."""
+    """Our rows (mean ± std over seeds), the controls, and the published TIMIT rows."""
     r = results["fsdd"]
-    pct = lambda v: f"{100 * v['mean']:.2f} ± {100 * v['std']:.2f}"
+    pct = lambda v: f"{100 * v['mean']:.2f} ± {100 * v['std']:.2f}" if v else "-"
     lines = [f"{'FSDD (ours)':<16}{'static EER':>16}{'dynamic EER':>16}{'gap':>8}{'digit|d':>16}{'digit|s':>16}{'speaker|s':>16}{'speaker|d':>16}"]
     for row in r:
         f = r[row]
+        if row in CONTROLS:
+            lines.append(f"{row + (' (sup.)' if row == 'lda_raw' else ''):<16}{pct(f.get('static_eer')):>16}{pct(f.get('dynamic_eer')):>16}")
+            continue
         gap = 100 * (f["dynamic_eer"]["mean"] - f["static_eer"]["mean"])
-        lines.append(f"{row.upper():<16}{pct(f['static_eer']):>16}{pct(f['dynamic_eer']):>16}{gap:>8.2f}"
+        lines.append(f"{row:<16}{pct(f['static_eer']):>16}{pct(f['dynamic_eer']):>16}{gap:>8.2f}"
                      + "".join(f"{pct(f[k]):>16}" for k in FIGURES[2:]))
     lines.append(f"{'TIMIT (published)':<16}")
     for name, (st, dy) in ANCHORS.items():
@@ -113,12 +170,15 @@ def swap_demo(model, splits, fig_dir, pair=((0, 3), (3, 7))):
     lab = test.labels
     pick = lambda spk, dig: lab["utterance"][np.flatnonzero((lab["speaker"] == spk) & (lab["digit"] == dig))[0]]
     utts = [pick(*p) for p in pair]
-    xs = [test.batch(np.flatnonzero(lab["utterance"] == u)) for u in utts]       # segments x 20 x 40
+    xs = [test.batch(np.flatnonzero(lab["utterance"] == u)) for u in utts]       # segments x frames x 40
     codes = [model.encode(x) for x in xs]
     s = [c[0].mean(0, keepdim=True) for c in codes]                              # the utterance's s
-    ab = model.decode(s[0].expand(len(xs[1]), -1), codes[1][2])                  # A's s, B's d
-    ba = model.decode(s[1].expand(len(xs[0]), -1), codes[0][2])
-    raw = lambda x: x.reshape(-1, fsdd.N_MELS).numpy() * splits["std"] + splits["mean"]
+    # A's s with B's d, shown (and heard) where B has frames, and the other way round
+    ab = model.decode(s[0].expand(len(xs[1]), -1), codes[1][2]).masked_fill(torch.isnan(xs[1]), float("nan"))
+    ba = model.decode(s[1].expand(len(xs[0]), -1), codes[0][2]).masked_fill(torch.isnan(xs[0]), float("nan"))
+    def raw(x):  # the real frames, unnormalised
+        f = x.reshape(-1, fsdd.N_MELS).numpy()
+        return f[~np.isnan(f[:, 0])] * splits["std"] + splits["mean"]
     names = [f"{fsdd.SPEAKERS[p[0]]} says {p[1]}" for p in pair]
     rows = [(f"A: {names[0]}", raw(xs[0]), "A.wav"), (f"B: {names[1]}", raw(xs[1]), "B.wav"),
             (f"A's s, B's d: {fsdd.SPEAKERS[pair[0][0]]}'s voice saying {pair[1][1]}?", raw(ab), "A_voice_B_digit.wav"),
@@ -141,18 +201,20 @@ def swap_demo(model, splits, fig_dir, pair=((0, 3), (3, 7))):
 
 
 def retrain(data_root, weights_dir, runs_dir):
-    """Train SPYL and DSVAE on FSDD with its preset, one model per seed, into weights_dir."""
-    for row in ROWS:
+    """Train every row on its unit's preset, one model per seed, into weights_dir (half precision)."""
+    for row, unit in ROWS.items():
         for seed in SEEDS:
-            train.train_model("fsdd", weights_path(weights_dir, row, seed), os.path.join(runs_dir, f"fsdd-{row}-{seed}"),
-                              data_root, dsvae=row == "dsvae", seed=seed)
+            path = weights_path(weights_dir, row, seed)
+            train.train_model(unit, path, os.path.join(runs_dir, os.path.basename(path)[:-4]), data_root,
+                              dsvae=row.startswith("dsvae"), seed=seed)
+            SPYL.load(path).save(path, data=unit, half=True)
 
 
 def main(argv=None):
     p = ArgumentParser(description="Speech experiments on FSDD: speaker verification EER of s and d, probes, swaps.")
     p.add_argument("--data-root", default="", help="folder holding fsdd/recordings.tar.gz (default: $SPYL_DATA_ROOT, else data/, downloading)")
     p.add_argument("--weights-dir", default="weights/audio")
-    p.add_argument("--train", action="store_true", help="retrain 3 seeds of SPYL and of DSVAE first (writes --weights-dir)")
+    p.add_argument("--train", action="store_true", help="retrain 3 seeds of every row first (writes --weights-dir)")
     p.add_argument("--runs-dir", default="runs/audio", help="with --train: the run folders")
     p.add_argument("--device", default="auto")
     p.add_argument("--fig-dir", default="fig")
@@ -162,18 +224,19 @@ def main(argv=None):
     t0 = time.time()
     if a.train:
         retrain(a.data_root, a.weights_dir, a.runs_dir)
-    splits = load_splits("fsdd", a.data_root or None)
-    results = {"fsdd": {}}
-    for row in ROWS:
-        paths = [weights_path(a.weights_dir, row, seed) for seed in SEEDS]
-        missing = [q for q in paths if not os.path.isfile(q)]
-        if missing:
-            raise SPYLError(f"no {missing[0]}; train the models with `python audio_experiments.py --train`")
-        runs = [evaluate_model(SPYL.load(q, map_location=device), splits, device, seed) for q, seed in zip(paths, SEEDS)]
-        results["fsdd"][row] = mean_std(runs)
+    paths = {row: [weights_path(a.weights_dir, row, seed) for seed in SEEDS] for row in ROWS}
+    missing = [q for row in ROWS for q in paths[row] if not os.path.isfile(q)]
+    if missing:
+        raise SPYLError(f"no {missing[0]}; train the models with `python audio_experiments.py --train`")
+    splits = {unit: load_splits(unit, a.data_root or None) for unit in sorted(set(ROWS.values()))}
+    results = {"fsdd": {}, "validation": {}}
+    for row, unit in ROWS.items():
+        runs = [evaluate_model(SPYL.load(q, map_location=device), splits[unit], device, seed) for q, seed in zip(paths[row], SEEDS)]
+        results["fsdd"][row], results["validation"][row] = mean_std([t for t, _ in runs]), mean_std([v for _, v in runs])
+    results["fsdd"].update(evaluate_controls(splits["fsdd"]))
     print(format_table(results))
     atomic_write(a.out_json, lambda f: json.dump(results, f, indent=1), mode="w")
-    written = swap_demo(SPYL.load(weights_path(a.weights_dir, "spyl", SEEDS[0])), splits, a.fig_dir)
+    written = swap_demo(SPYL.load(paths["spyl"][0]), splits["fsdd"], a.fig_dir)
     print(f"wrote {a.out_json}, {', '.join(written)} in {time.time() - t0:.0f} s")
 
 

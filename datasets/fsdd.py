@@ -4,13 +4,18 @@ The paper's speech protocol (TIMIT) applied to FSDD:
 - features: log-mel spectrogram frames. 40 mel bands over 0-4 kHz (all there is at 8 kHz),
   32 ms windows (256 samples) every 10 ms (80 samples): the customary speech framing,
   fine enough in time for the transitions within a digit, wide enough in frequency to
-  resolve the pitch harmonics that tell speakers apart. Normalised per band with the
-  training split's mean and standard deviation.
-- sequences: each utterance is cut into segments of 200 ms (20 frames), its end padded
-  with silence to a whole segment, as the TIMIT protocol cuts 200 ms chunks; every segment
-  is a training sequence of 20 steps x 40 bands.
+  resolve the pitch harmonics that tell speakers apart. The log is floored at FLOOR, well
+  under the quietest real value (2.8e-10 over the whole set), so no real value is flattened.
+  Normalised per band with the mean and standard deviation of the training split's real
+  frames (the padding is not counted).
+- sequences: each utterance is cut into segments of a fixed number of frames, its end padded
+  to a whole segment with frames marked missing (NaN, as the time series mark theirs: the
+  model zero-fills them at its input and leaves them out of its reconstruction loss). Two
+  units (UNITS): "fsdd", segments of 64 frames (640 ms), which hold a whole isolated word
+  (95% of the recordings are shorter than 0.66 s), so s is static over the word and d_t
+  follows its sounds; "fsdd_200ms", the TIMIT protocol's 200 ms segments (20 frames).
 - split: recordings 0-4 of every speaker and digit are the test set (the dataset's own),
-  5-49 the training set.
+  5-9 the validation set, 10-49 the training set.
 """
 import io
 import os
@@ -22,7 +27,6 @@ from datasets.fetch import data_root, download, listing_digest
 from datasets.timeseries import TimeSeriesData
 from utils import SPYLError
 
-NAME = "fsdd"
 FOLDER = "fsdd"
 URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.tar.gz"
 # Over the WAV files, as `(cd recordings && LC_ALL=C sha256sum *.wav) | sha256sum`: any archive
@@ -30,9 +34,9 @@ URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags
 CONTENT_SHA256 = "1801eae019c063377d98f831d3f93574f259475df7332bb0e3d1b080fb5e6959"
 SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
 RATE, N_FFT, HOP, N_MELS = 8000, 256, 80, 40
-SEGMENT = 20                      # frames: 200 ms
+FLOOR = 1e-11                     # power; the quietest real mel value in FSDD is 2.8e-10
 STEP_DIM = N_MELS
-TEST_INDICES = range(5)
+SPLITS = {"test": range(0, 5), "valid": range(5, 10), "train": range(10, 50)}   # by recording index
 
 
 def read_wav(data, name="recording"):
@@ -50,26 +54,26 @@ def read_wav(data, name="recording"):
 
 
 def log_mel(x):
-    """Samples (padded to whole 200 ms segments) -> log-mel frames, n_frames x 40, exactly 20 per
-    segment: the signal is padded by n_fft - hop so the last window ends with the segment."""
+    """Samples -> log-mel frames, ceil(len / hop) x 40: one frame per hop that starts inside the
+    recording (the signal is padded by n_fft - hop so the last window fits)."""
     import librosa
-    x = np.concatenate([x, np.zeros(N_FFT - HOP, np.float32)])
+    x = np.concatenate([x, np.zeros(-len(x) % HOP + N_FFT - HOP, np.float32)])
     mel = librosa.feature.melspectrogram(y=x, sr=RATE, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS, fmin=0, fmax=RATE / 2,
                                          center=False, power=2.0)
-    return np.log(mel + 1e-6).T.astype(np.float32)
+    return np.log(np.maximum(mel, FLOOR)).T.astype(np.float32)
 
 
-def segments(x):
-    """Samples -> log-mel segments, n x 20 x 40 (the waveform's end padded with silence)."""
-    seg = SEGMENT * HOP
-    x = np.concatenate([x, np.zeros(-len(x) % seg, np.float32)])
-    return log_mel(x).reshape(-1, SEGMENT, N_MELS)
+def segments(x, frames):
+    """Samples -> log-mel segments, n x frames x 40; the frames that pad the last segment are NaN."""
+    mel = log_mel(x)
+    pad = np.full((-len(mel) % frames, N_MELS), np.nan, np.float32)
+    return np.concatenate([mel, pad]).reshape(-1, frames, N_MELS)
 
 
 def mel_to_audio(frames):
-    """Log-mel frames (n x 40, unnormalised) -> samples, by Griffin-Lim (librosa)."""
+    """Log-mel frames (n x 40, unnormalised; NaN frames are silence) -> samples, by Griffin-Lim (librosa)."""
     import librosa
-    return librosa.feature.inverse.mel_to_audio(np.exp(frames.T), sr=RATE, n_fft=N_FFT, hop_length=HOP, fmin=0, fmax=RATE / 2,
+    return librosa.feature.inverse.mel_to_audio(np.exp(np.nan_to_num(frames.T, nan=np.log(FLOOR))), sr=RATE, n_fft=N_FFT, hop_length=HOP, fmin=0, fmax=RATE / 2,
                                                 center=False, power=2.0, n_iter=64)
 
 
@@ -93,10 +97,23 @@ def parse_name(name):
     return int(digit), SPEAKERS.index(speaker), int(index)
 
 
-def load(root=None, download_ok=True):
-    """{"train", "test"}: TimeSeriesData of 200 ms log-mel segments (20 steps x 40 bands,
-    normalised with training statistics) with labels `speaker`, `digit`, `utterance` per segment;
-    and "mean", "std" (per band)."""
+class Unit:
+    """FSDD cut into sequences of `frames` frames: what dataloader registers under `NAME`."""
+
+    def __init__(self, name, frames):
+        self.NAME, self.SEGMENT, self.STEP_DIM = name, frames, STEP_DIM
+
+    def load(self, root=None, download_ok=True):
+        return load(root, download_ok, self.SEGMENT, self.NAME)
+
+
+UNITS = (Unit("fsdd", 64), Unit("fsdd_200ms", 20))
+
+
+def load(root=None, download_ok=True, frames=64, name="fsdd"):
+    """{"train", "valid", "test"}: TimeSeriesData of log-mel segments (frames steps x 40 bands,
+    normalised with training statistics, NaN where a segment is padded) with labels `speaker`,
+    `digit`, `utterance` per segment; and "mean", "std" (per band)."""
     folder = os.path.join(data_root(root), FOLDER)
     archive = next((os.path.join(folder, f) for f in ("recordings.tar.gz", "free-spoken-digit-dataset-1.0.10.tar.gz")
                     if os.path.isfile(os.path.join(folder, f))), None)
@@ -106,19 +123,18 @@ def load(root=None, download_ok=True):
         archive = os.path.join(folder, "free-spoken-digit-dataset-1.0.10.tar.gz")
         download(URL, archive, "FSDD v1.0.10")
     files = recordings(archive)
-    split = {"train": [], "test": []}
-    for utterance, name in enumerate(sorted(files)):
-        digit, speaker, index = parse_name(name)
-        segs = segments(read_wav(files[name], name))
-        part = "test" if index in TEST_INDICES else "train"
+    split = {part: [] for part in SPLITS}
+    for utterance, file in enumerate(sorted(files)):
+        digit, speaker, index = parse_name(file)
+        segs = segments(read_wav(files[file], file), frames)
+        part = next(p for p, indices in SPLITS.items() if index in indices)
         split[part].append((segs, np.repeat([[speaker, digit, utterance]], len(segs), axis=0)))
-    out = {}
-    for part in ("train", "test"):
-        out[part] = (np.concatenate([s for s, _ in split[part]]), np.concatenate([l for _, l in split[part]]))
-    frames = out["train"][0].reshape(-1, N_MELS)
-    mean, std = frames.mean(0), frames.std(0)
+    out = {part: (np.concatenate([s for s, _ in v]), np.concatenate([l for _, l in v])) for part, v in split.items()}
+    real = out["train"][0].reshape(-1, N_MELS)
+    real = real[~np.isnan(real[:, 0])].astype(np.float64)        # statistics of real frames only
+    mean, std = real.mean(0).astype(np.float32), real.std(0).astype(np.float32)
     result = {"mean": mean, "std": std}
     for part, (x, labels) in out.items():
         result[part] = TimeSeriesData(((x - mean) / std).astype(np.float32),
-                                      {"speaker": labels[:, 0], "digit": labels[:, 1], "utterance": labels[:, 2]}, NAME)
+                                      {"speaker": labels[:, 0], "digit": labels[:, 1], "utterance": labels[:, 2]}, name)
     return result

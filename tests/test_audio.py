@@ -29,14 +29,36 @@ def splits():
 
 @needs_data
 def test_split_shapes_and_speakers(splits):
-    tr, te = splits["train"], splits["test"]
-    assert tr.x.shape[1:] == (20, 40) and te.x.shape[1:] == (20, 40)
-    assert len(np.unique(tr.labels["utterance"])) == 2700 and len(np.unique(te.labels["utterance"])) == 300  # indices 5-49 / 0-4
-    for part in (tr, te):
+    parts = [splits[k] for k in ("train", "valid", "test")]
+    assert all(p.x.shape[1:] == (64, 40) for p in parts)                              # 640 ms sequences: a whole word
+    assert [len(np.unique(p.labels["utterance"])) for p in parts] == [2400, 300, 300]  # recordings 10-49 / 5-9 / 0-4
+    for part in parts:
         assert set(part.labels["speaker"]) == set(range(6)) and set(part.labels["digit"]) == set(range(10))
-    assert not set(tr.labels["utterance"]) & set(te.labels["utterance"])
-    assert abs(tr.x.mean()) < 1e-3 and abs(tr.x.std() - 1) < 1e-2                  # normalised with training statistics
-    assert np.allclose(tr.x.reshape(-1, 40).mean(0), 0, atol=1e-3)                 # per band
+    utts = [set(p.labels["utterance"]) for p in parts]
+    assert not (utts[0] & utts[1]) and not (utts[0] & utts[2]) and not (utts[1] & utts[2])
+    short = fsdd.load(SHARED, frames=20)["train"]
+    assert short.x.shape[1:] == (20, 40) and set(short.labels["utterance"]) == utts[0]   # the 200 ms unit: same utterances
+
+
+@needs_data
+def test_statistics_count_real_frames_only(splits):
+    x = splits["train"].x.reshape(-1, 40)
+    pad = np.isnan(x[:, 0])
+    assert 0.2 < pad.mean() < 0.5 and np.isnan(x[pad]).all() and not np.isnan(x[~pad]).any()   # padding: missing, whole frames
+    assert np.allclose(x[~pad].mean(0), 0, atol=1e-3) and np.allclose(x[~pad].std(0), 1, atol=1e-3)  # z-scored over real frames
+    floored = (x * splits["std"] + splits["mean"] <= np.log(fsdd.FLOOR) + 1e-3)[~pad]
+    speaker = np.repeat(splits["train"].labels["speaker"], 64)[~pad]
+    assert floored.mean() < 0.005 and max(floored[speaker == k].mean() for k in range(6)) < 0.02   # was 18.5%, up to 37% a speaker
+
+
+@needs_data
+def test_the_log_floor_is_under_every_real_value():
+    archive = os.path.join(SHARED, "fsdd", next(f for f in os.listdir(os.path.join(SHARED, "fsdd")) if f.endswith(".tar.gz")))
+    import librosa
+    for name, data in sorted(fsdd.recordings(archive).items())[::30]:               # 100 recordings, all speakers
+        mel = librosa.feature.melspectrogram(y=fsdd.read_wav(data), sr=fsdd.RATE, n_fft=fsdd.N_FFT, hop_length=fsdd.HOP,
+                                             n_mels=fsdd.N_MELS, fmin=0, fmax=fsdd.RATE / 2, center=False, power=2.0)
+        assert mel[mel > 0].min() > 10 * fsdd.FLOOR, name                               # only digital silence meets the floor
 
 
 def tone(freq, seconds=0.4, amplitude=0.5):
@@ -48,11 +70,13 @@ def test_log_mel_of_a_known_tone():
     import librosa
     centres = librosa.mel_frequencies(n_mels=fsdd.N_MELS + 2, fmin=0, fmax=fsdd.RATE / 2)[1:-1]
     for freq in (300.0, 1000.0, 2500.0):
-        seg = fsdd.segments(tone(freq))
-        assert seg.shape == (2, 20, 40)                                   # 0.4 s -> two 200 ms segments of 20 frames
+        seg = fsdd.segments(tone(freq), 20)
+        assert seg.shape == (2, 20, 40) and not np.isnan(seg).any()       # 0.4 s -> two 200 ms segments of 20 frames
         band = seg[0, 5:15].mean(0).argmax()                              # away from the padded end
         assert abs(centres[band] - freq) <= np.diff(centres).max()        # the peak sits in the tone's band
-    quiet, loud = fsdd.segments(tone(1000.0, amplitude=0.25)), fsdd.segments(tone(1000.0, amplitude=0.5))
+    quiet, loud = fsdd.segments(tone(1000.0, amplitude=0.25), 20), fsdd.segments(tone(1000.0, amplitude=0.5), 20)
+    word = fsdd.segments(tone(1000.0, seconds=0.305), 64)                 # 31 frames start inside 0.305 s
+    assert word.shape == (1, 64, 40) and np.isnan(word[0, 31:]).all() and not np.isnan(word[0, :31]).any()
     band = quiet[0, 5:15].mean(0).argmax()
     assert loud[0, 5:15, band].mean() - quiet[0, 5:15, band].mean() == pytest.approx(math.log(4), abs=0.01)  # power: x2 -> +log 4
 
@@ -107,21 +131,27 @@ def test_missing_or_damaged_archive_gets_one_line(tmp_path):
 @needs_data
 def test_train_and_experiments_end_to_end(tmp_path):
     import train
-    model = tmp_path / "m.pth"
-    train.main(["--dataset", "fsdd", "--data-root", SHARED, "--epochs", "1", "--warmup-epochs", "1", "--hidden", "32", "--g-dim", "16",
-                "--run-dir", str(tmp_path / "run"), "--out", str(model)])
     weights = tmp_path / "w"
     weights.mkdir()
-    for row in ("spyl", "dsvae"):
-        for seed in (0, 1, 2):
-            shutil.copy(model, weights / f"fsdd-{row}-{seed}.pth")
+    for unit in ("fsdd", "fsdd_200ms"):
+        model = tmp_path / f"{unit}.pth"
+        train.main(["--dataset", unit, "--data-root", SHARED, "--epochs", "1", "--warmup-epochs", "1", "--hidden", "32", "--g-dim", "16",
+                    "--run-dir", str(tmp_path / unit), "--out", str(model)])
+        for row in ("spyl", "dsvae"):
+            for seed in (0, 1, 2):
+                shutil.copy(model, weights / f"{unit}-{row}-{seed}.pth")
     out = tmp_path / "audio.json"
     p = subprocess.run([sys.executable, "audio_experiments.py", "--data-root", SHARED, "--weights-dir", str(weights),
                         "--fig-dir", str(tmp_path / "fig"), "--out-json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-2000:]
     res = json.loads(out.read_text())["fsdd"]
-    assert set(res) == {"spyl", "dsvae"}
-    for row in res.values():
+    controls = {"raw_mean_std": "static_eer", "raw_mean": "static_eer", "lda_raw": "static_eer", "raw_delta": "dynamic_eer", "random": "dynamic_eer"}
+    assert set(res) == {"spyl", "dsvae", "spyl_200ms", "dsvae_200ms", *controls}
+    for name, figure in controls.items():                                          # the same for any model
+        assert set(res[name]) == {figure} and 0 <= res[name][figure]["mean"] <= 1
+    assert abs(res["random"]["dynamic_eer"]["mean"] - 0.5) < 0.05                    # no speaker in it
+    assert res["raw_mean_std"]["static_eer"]["mean"] < 0.3 and res["lda_raw"]["static_eer"]["mean"] < res["raw_mean_std"]["static_eer"]["mean"]
+    for row in (res[r] for r in res if r not in controls):
         assert set(row) == {"static_eer", "dynamic_eer", "digit_acc_from_d", "digit_acc_from_s", "speaker_acc_from_s", "speaker_acc_from_d"}
         assert all(0 <= v["mean"] <= 1 for v in row.values())
         assert row["static_eer"]["std"] < 1e-12 and row["dynamic_eer"]["std"] < 1e-12   # one model thrice: the EER has no seed
