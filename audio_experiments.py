@@ -145,18 +145,19 @@ def format_table(results):
     """Our rows (mean ± std over seeds), the controls, and the published TIMIT rows."""
     r = results["fsdd"]
     pct = lambda v: f"{100 * v['mean']:.2f} ± {100 * v['std']:.2f}" if v else "-"
-    lines = [f"{'FSDD (ours)':<16}{'static EER':>16}{'dynamic EER':>16}{'gap':>8}{'digit|d':>16}{'digit|s':>16}{'speaker|s':>16}{'speaker|d':>16}"]
+    lines = [f"{'FSDD (ours)':<22}{'static EER':>16}{'dynamic EER':>16}{'gap':>8}{'digit|d':>16}{'digit|s':>16}{'speaker|s':>16}{'speaker|d':>16}"]
     for row in r:
         f = r[row]
         if row in CONTROLS:
-            lines.append(f"{row + (' (sup.)' if row == 'lda_raw' else ''):<16}{pct(f.get('static_eer')):>16}{pct(f.get('dynamic_eer')):>16}")
+            lines.append(f"{row + (' (sup.)' if row == 'lda_raw' else ''):<22}{pct(f.get('static_eer')):>16}{pct(f.get('dynamic_eer')):>16}")
             continue
         gap = 100 * (f["dynamic_eer"]["mean"] - f["static_eer"]["mean"])
-        lines.append(f"{row:<16}{pct(f['static_eer']):>16}{pct(f['dynamic_eer']):>16}{gap:>8.2f}"
+        n = len(results.get("seeds", {}).get(row, SEEDS))
+        lines.append(f"{row + f' ({n} seed' + ('s)' if n > 1 else ')'):<22}{pct(f['static_eer']):>16}{pct(f['dynamic_eer']):>16}{gap:>8.2f}"
                      + "".join(f"{pct(f[k]):>16}" for k in FIGURES[2:]))
-    lines.append(f"{'TIMIT (published)':<16}")
+    lines.append(f"{'TIMIT (published)':<22}")
     for name, (st, dy) in ANCHORS.items():
-        lines.append(f"{name:<16}{st:>16.2f}{dy:>16.2f}{dy - st:>8.2f}")
+        lines.append(f"{name:<22}{st:>16.2f}{dy:>16.2f}{dy - st:>8.2f}")
     lines.append("(EER and accuracies in %; static EER: lower is better, dynamic EER: higher is better)")
     return "\n".join(lines)
 
@@ -201,10 +202,13 @@ def swap_demo(model, splits, fig_dir, pair=((0, 3), (3, 7))):
 
 
 def retrain(data_root, weights_dir, runs_dir):
-    """Train every row on its unit's preset, one model per seed, into weights_dir (half precision)."""
-    for row, unit in ROWS.items():
-        for seed in SEEDS:
+    """Train every row on its unit's preset, one model per seed, into weights_dir (half precision);
+    seed by seed, so that an interrupted run has every row's first seeds."""
+    for seed in SEEDS:
+        for row, unit in ROWS.items():
             path = weights_path(weights_dir, row, seed)
+            if os.path.isfile(path):  # trained before this run was interrupted
+                continue
             train.train_model(unit, path, os.path.join(runs_dir, os.path.basename(path)[:-4]), data_root,
                               dsvae=row.startswith("dsvae"), seed=seed)
             SPYL.load(path).save(path, data=unit, half=True)
@@ -224,19 +228,21 @@ def main(argv=None):
     t0 = time.time()
     if a.train:
         retrain(a.data_root, a.weights_dir, a.runs_dir)
-    paths = {row: [weights_path(a.weights_dir, row, seed) for seed in SEEDS] for row in ROWS}
-    missing = [q for row in ROWS for q in paths[row] if not os.path.isfile(q)]
+    # every seed whose model is there (--train makes SEEDS of each row)
+    paths = {row: [(seed, weights_path(a.weights_dir, row, seed)) for seed in SEEDS
+                   if os.path.isfile(weights_path(a.weights_dir, row, seed))] for row in ROWS}
+    missing = [row for row in ROWS if not paths[row]]
     if missing:
-        raise SPYLError(f"no {missing[0]}; train the models with `python audio_experiments.py --train`")
+        raise SPYLError(f"no {weights_path(a.weights_dir, missing[0], SEEDS[0])}; train the models with `python audio_experiments.py --train`")
     splits = {unit: load_splits(unit, a.data_root or None) for unit in sorted(set(ROWS.values()))}
-    results = {"fsdd": {}, "validation": {}}
+    results = {"fsdd": {}, "validation": {}, "seeds": {row: [seed for seed, _ in paths[row]] for row in ROWS}}
     for row, unit in ROWS.items():
-        runs = [evaluate_model(SPYL.load(q, map_location=device), splits[unit], device, seed) for q, seed in zip(paths[row], SEEDS)]
+        runs = [evaluate_model(SPYL.load(q, map_location=device), splits[unit], device, seed) for seed, q in paths[row]]
         results["fsdd"][row], results["validation"][row] = mean_std([t for t, _ in runs]), mean_std([v for _, v in runs])
     results["fsdd"].update(evaluate_controls(splits["fsdd"]))
     print(format_table(results))
     atomic_write(a.out_json, lambda f: json.dump(results, f, indent=1), mode="w")
-    written = swap_demo(SPYL.load(paths["spyl"][0]), splits["fsdd"], a.fig_dir)
+    written = swap_demo(SPYL.load(paths["spyl"][0][1]), splits["fsdd"], a.fig_dir)
     print(f"wrote {a.out_json}, {', '.join(written)} in {time.time() - t0:.0f} s")
 
 
