@@ -214,6 +214,26 @@ def format_table(results, protocol):
     lines.append("constant: the training mean (ETTh1) or majority class; MAE: lower is better, every other figure higher; "
                  "± std over runs, [95% bootstrap interval over test sequences]")
     return "\n".join(lines)
+def markdown_tables(results):
+    """The README's tables, one per protocol: rows ours and published, columns the five figures."""
+    out = []
+    for protocol, sets in results.items():
+        cols = [(ds, fig, title) for ds, fig, title in COLUMNS if ds in sets]
+        lines = [f"**{protocol}**", "", "| row | " + " | ".join(t for _, _, t in cols) + " |", "| --- |" + " ---: |" * len(cols)]
+        for label in ROWS:
+            found = [sets[ds].get(label) or sets[ds].get(row_name(ds, label)) for ds, _, _ in cols]
+            if any(found):
+                name = f"**{label}**" if label == "spyl" else label
+                lines.append(f"| {name} | " + " | ".join(_cell(fig, r[fig]).replace("±", " ± ").replace(" [", "<br>[") if r else "-"
+                                                     for r, (_, fig, _) in zip(found, cols)) + " |")
+        for pub, values in PUBLISHED.items():
+            vals = dict(zip([(ds, fig) for ds, fig, _ in COLUMNS], values))
+            lines.append(f"| {pub} (published) | " + " | ".join(f"{100 * vals[(ds, fig)]:.2f}" if fig.endswith("_acc") else f"{vals[(ds, fig)]:.{2 if fig == 'mae' else 3}f}"
+                                                         for ds, fig, _ in cols) + " |")
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
+
+
 def plot_reconstructions(models, all_splits, path):
     """One test sequence per set: three features over the hours as observed (dots; missing ones
     absent) and as SPYL reconstructs them from its posterior means (line)."""
@@ -310,7 +330,15 @@ def main(argv=None):
     p.add_argument("--device", default="auto")
     p.add_argument("--fig-dir", default="fig")
     p.add_argument("--out-json", default="fig/timeseries.json")
+    p.add_argument("--markdown", metavar="JSON", help="only print the README's tables from this results file")
     a = p.parse_args(argv)
+    if a.markdown:
+        try:
+            with open(a.markdown) as f:
+                print(markdown_tables(json.load(f)))
+        except (OSError, ValueError, KeyError) as e:
+            raise SPYLError(f"--markdown {a.markdown}: not a results file of this script ({e})") from None
+        return
     names = [a.dataset] if a.dataset else list(TIMESERIES)
     protocols = PROTOCOLS if a.protocol == "both" else (a.protocol,)
     device = pick_device(a.device)

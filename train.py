@@ -32,7 +32,7 @@ from utils import (ArgumentParser, SPYLError, atomic_torch_save, atomic_write, b
 @dataclass
 class TrainConfig:
     """How to train; defaults are the paper's (Adam 2e-3, batch 128, 50 warm-up epochs)."""
-    dataset: str = "auto"        # auto (Sprites, else the built-in set, loudly), sprites, builtin, etth1, airquality, physionet, fsdd
+    dataset: str = "auto"        # auto (Sprites, else the built-in set, loudly), sprites, builtin, etth1, airquality, physionet, fsdd, fsdd_200ms
     sheets: str = ""             # folder of the sprite-sheet parts, or of the pre-built sprites_*.npy
     data_dir: str = "data"       # where the composed Sprites are cached
     data_root: str = ""          # folder holding the time-series or speech data sets (default: $SPYL_DATA_ROOT, else data/, downloading)
@@ -83,11 +83,14 @@ PRESETS = {
 # automatically by --dataset NAME. The KL weights are a tenth of the video ones: a sequence
 # here has a few hundred values to reconstruct, not 98,304 pixels, and at the video weights
 # the static posterior collapses onto the prior (PhysioNet: KL(s) 0.009 nats, s told nothing).
+# The KL weight of each set is the one `timeseries_experiments.py --train` chose for SPYL on the
+# validation split (0.01, 0.1 or 1; weights/runs/timeseries/selection-*.json).
 _SERIES = {"frame_net": "mlp", "s_dim": 8, "d_dim": 8, "g_dim": 32, "hidden": 64, "lr": 1e-3, "eval_every": 0, "log_every": 1,
            "w_kl_s": 0.1, "w_kl_d": 0.1}
 for _name, _module, _extra in (("etth1", TIMESERIES["etth1"], {"batch_size": 7, "n_negatives": 16, "epochs": 300, "warmup_epochs": 50}),
                                ("airquality", TIMESERIES["airquality"], {"batch_size": 32, "n_negatives": 64, "epochs": 200, "warmup_epochs": 30}),
-                               ("physionet", TIMESERIES["physionet"], {"batch_size": 32, "n_negatives": 64, "epochs": 100, "warmup_epochs": 20})):
+                               ("physionet", TIMESERIES["physionet"], {"batch_size": 32, "n_negatives": 64, "epochs": 100, "warmup_epochs": 20,
+                                                                       "w_kl_s": 1.0, "w_kl_d": 1.0})):
     PRESETS[_name] = {**_SERIES, "dataset": _name, "x_dim": _module.STEP_DIM, "frames": _module.STEPS, **_extra}
 # Speech (FSDD): segments of log-mel frames (640 ms, a whole word, or the TIMIT protocol's 200 ms),
 # the MLP pair per frame. The time-series widths keep the shipped models at 0.6 MB each (the

@@ -282,3 +282,16 @@ def test_probes_give_the_same_figures_with_one_and_two_threads():
         torch.set_num_threads(before)
     assert np.array_equal(out[0][0], out[1][0]) and np.array_equal(out[0][1], out[1][1])
     assert torch.get_num_threads() == before                                   # the probe gives the threads back
+
+
+def test_markdown_tables_from_a_results_file(tmp_path):
+    cell = {"mean": 0.5, "std": 0.01, "ci": [0.4, 0.6]}
+    results = {"correct": {"physionet": {"spyl": {"auprc": cell, "auroc": cell, "icu_acc": cell},
+                                         "majority": {"auprc": cell, "auroc": cell, "icu_acc": cell}}}}
+    text = E.markdown_tables(results)
+    assert "| **spyl** | 0.500 ± 0.010<br>[0.400,0.600] |" in text and "| constant |" in text   # majority shown as the constant row
+    assert "| SPYL (published) | 0.367 | 0.764 | 46.98 |" in text and "ETTh1" not in text
+    (tmp_path / "bad.json").write_text("{}}")
+    p = subprocess.run([sys.executable, "timeseries_experiments.py", "--markdown", str(tmp_path / "bad.json")], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "not a results file" in p.stderr and "Traceback" not in p.stderr
