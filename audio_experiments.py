@@ -81,18 +81,22 @@ def utterance_codes(model, data, device):
     return s_u, d_u, data.labels["speaker"][first], data.labels["digit"][first]
 
 
+def eers(s, d, speakers):
+    """{"static_eer", "dynamic_eer"} of utterance codes s and d (cosine over all pairs, target: same speaker)."""
+    return {"static_eer": equal_error_rate(*pair_scores(s, speakers)), "dynamic_eer": equal_error_rate(*pair_scores(d, speakers))}
+
+
 def evaluate_model(model, splits, device, seed):
     """Every figure of one trained model -> {figure: value} (EERs and accuracies as fractions), and
     its EERs on the validation utterances (what choices are made on)."""
     s_tr, d_tr, spk_tr, dig_tr = utterance_codes(model, splits["train"], device)
     s_te, d_te, spk_te, dig_te = utterance_codes(model, splits["test"], device)
     s_va, d_va, spk_va, _ = utterance_codes(model, splits["valid"], device)
-    out = {"static_eer": equal_error_rate(*pair_scores(s_te, spk_te)), "dynamic_eer": equal_error_rate(*pair_scores(d_te, spk_te))}
+    out = eers(s_te, d_te, spk_te)
     for name, (x_tr, x_te) in (("s", (s_tr, s_te)), ("d", (d_tr, d_te))):
         out[f"digit_acc_from_{name}"] = classify(x_tr, dig_tr, x_te, dig_te, 10, seed=seed, hidden=PROBE_HIDDEN)[0]
         out[f"speaker_acc_from_{name}"] = classify(x_tr, spk_tr, x_te, spk_te, len(fsdd.SPEAKERS), seed=seed, hidden=PROBE_HIDDEN)[0]
-    valid = {"static_eer": equal_error_rate(*pair_scores(s_va, spk_va)), "dynamic_eer": equal_error_rate(*pair_scores(d_va, spk_va))}
-    return out, valid
+    return out, eers(s_va, d_va, spk_va)
 
 
 def utterance_frames(data):
@@ -126,13 +130,13 @@ def evaluate_controls(splits):
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
     (f_tr, spk_tr), (f_te, spk_te) = utterance_frames(splits["train"]), utterance_frames(splits["test"])
     out = {}
-    for name, figure in CONTROLS.items():
+    for name, eer in CONTROLS.items():
         if name == "lda_raw":
             lda = LinearDiscriminantAnalysis(n_components=len(fsdd.SPEAKERS) - 1).fit(control_codes("raw_mean_std", f_tr), spk_tr)
             codes = [lda.transform(control_codes("raw_mean_std", f_te))]
         else:
             codes = [control_codes(name, f_te, seed) for seed in (SEEDS if name == "random" else SEEDS[:1])]
-        out[name] = mean_std([{figure: equal_error_rate(*pair_scores(c, spk_te))} for c in codes])
+        out[name] = mean_std([{eer: equal_error_rate(*pair_scores(c, spk_te))} for c in codes])
     return out
 
 
@@ -229,8 +233,7 @@ def main(argv=None):
     if a.train:
         retrain(a.data_root, a.weights_dir, a.runs_dir)
     # every seed whose model is there (--train makes SEEDS of each row)
-    paths = {row: [(seed, weights_path(a.weights_dir, row, seed)) for seed in SEEDS
-                   if os.path.isfile(weights_path(a.weights_dir, row, seed))] for row in ROWS}
+    paths = {row: [(seed, q) for seed in SEEDS if os.path.isfile(q := weights_path(a.weights_dir, row, seed))] for row in ROWS}
     missing = [row for row in ROWS if not paths[row]]
     if missing:
         raise SPYLError(f"no {weights_path(a.weights_dir, missing[0], SEEDS[0])}; train the models with `python audio_experiments.py --train`")

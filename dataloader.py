@@ -20,7 +20,7 @@ from datasets.builtin import load_builtin
 from datasets.sprites import load_parts, load_sprites
 from utils import SPYLError
 
-__all__ = ["ACTION_NAMES", "HAS_VALIDATION", "ATTRIBUTES", "AUDIO", "DATASETS", "FRAMES", "LABEL_NAMES", "N_CHARACTERS", "N_CLASSES", "SIZE",
+__all__ = ["ACTION_NAMES", "ATTRIBUTES", "AUDIO", "DATASETS", "FRAMES", "HAS_VALIDATION", "LABEL_NAMES", "N_CHARACTERS", "N_CLASSES", "SIZE",
            "TIMESERIES", "SequenceData", "batch_indices", "character_index", "character_labels", "compose", "data_shape",
            "drop_mapped_pages", "load_builtin", "load_dataset", "load_parts", "load_splits", "load_sprites", "prefetch"]
 
@@ -92,7 +92,7 @@ def load_dataset(name="auto", data_dir="data", sheets=None, chars=None, data_roo
         raise SPYLError(f"held_out must be 'test' or 'valid', got {held_out!r}")
     if name in TIMESERIES or name in AUDIO:
         splits = load_splits(name, data_root)
-        return splits["train"], splits[held_out if name in HAS_VALIDATION else "test"]
+        return splits["train"], splits[held_out]
     if name == "builtin":
         return load_builtin(chars)
     if name not in ("sprites", "auto"):

@@ -35,7 +35,7 @@ from datasets import physionet
 from datasets.timeseries import TimeSeriesData
 from model import SPYL
 from probes import classify, classify_sequence, frozen_codes, regress_steps
-from scores import summarise
+from scores import score, summarise
 from utils import ArgumentParser, SPYLError, one_of, atomic_write, figure, pick_device, run_main, save_figure, seed_everything
 
 FIGURES = {"etth1": ("mae",), "airquality": ("month_acc",), "physionet": ("auprc", "auroc", "icu_acc")}
@@ -45,7 +45,6 @@ COLUMNS = (("etth1", "mae", "ETTh1 MAE"), ("physionet", "auprc", "AUPRC"), ("phy
 # field's best), and the random forest those tables carry.
 PUBLISHED = {"SPYL": (12.22, 0.367, 0.764, 0.4698, 0.5793), "DBSE": (11.21, 0.473, 0.858, 0.5687, 0.6587),
              "DiffSDA": (9.89, 0.50, 0.87, 0.646, 0.692), "RF": (10.19, 0.446, 0.802, 0.62, 0.6243)}
-LOWER_IS_BETTER = {"mae"}
 ROWS = ("spyl", "dsvae", "rf", "rf_window", "linear", "constant")
 PROTOCOLS = ("correct", "published")
 RUNS = 3
@@ -168,7 +167,7 @@ def baseline_predictions(name, row, splits, seed):
 
 def evaluate_dataset(name, splits, protocol, weights_dir, device, runs=RUNS, rows=ROWS):
     """{row: {figure: {"mean", "std", "ci"}}} for the rows whose weights exist and the controls;
-    and (model, s of the test split) of SPYL, for the figures."""
+    and, under the correct protocol, (model, s of the test split) of SPYL, for the figures."""
     out, spyl = {}, None
     test = splits["test"].labels
     truth = {f: test[TRUTH[f]] for f in FIGURES[name]}
@@ -180,7 +179,7 @@ def evaluate_dataset(name, splits, protocol, weights_dir, device, runs=RUNS, row
                 continue
             model = SPYL.load(path, map_location=device)
             preds = code_predictions(name, model, splits, protocol, device, runs)
-            if row == "spyl":
+            if row == "spyl" and protocol == "correct":
                 spyl = (model, frozen_codes(model, splits["test"], device)[0])
         else:
             # constant and linear are deterministic: one run is all runs
@@ -197,6 +196,19 @@ def _cell(figure, v):
     return f"{f(v['mean'])}±{f(v['std'])} [{f(v['ci'][0])},{f(v['ci'][1])}]"
 
 
+def _found(sets, label, cols):
+    """A table row's results in each column (None where the set has no such row); `constant`
+    is found under `majority` where the figure is a classification."""
+    return [sets[ds].get(label) or sets[ds].get(row_name(ds, label)) for ds, _, _ in cols]
+
+
+def _published_cells(values, cols, mae_digits):
+    """One published row, in COLUMNS order, as the cells of the columns shown."""
+    vals = dict(zip([(ds, fig) for ds, fig, _ in COLUMNS], values))
+    return [f"{100 * vals[(ds, fig)]:.2f}" if fig.endswith("_acc") else f"{vals[(ds, fig)]:.{mae_digits if fig == 'mae' else 3}f}"
+            for ds, fig, _ in cols]
+
+
 def format_table(results, protocol):
     """Plain-text table of one protocol: our rows (mean ± std over runs [95% bootstrap interval])
     and the published rows, one column per figure."""
@@ -204,16 +216,16 @@ def format_table(results, protocol):
     width = 27
     lines = [f"protocol: {protocol}", f"{'row':<13}" + "".join(f"{title:>{width}}" for _, _, title in cols)]
     for label in ROWS:
-        found = [results[ds].get(label) or results[ds].get(row_name(ds, label)) for ds, _, _ in cols]
+        found = _found(results, label, cols)
         if any(found):
             lines.append(f"{label:<13}" + "".join(f"{_cell(fig, r[fig]) if r else '-':>{width}}" for r, (_, fig, _) in zip(found, cols)))
     for pub, values in PUBLISHED.items():
-        vals = dict(zip([(ds, fig) for ds, fig, _ in COLUMNS], values))
-        cells = [(f"{100 * vals[(ds, fig)]:.2f}" if fig.endswith("_acc") else f"{vals[(ds, fig)]:.3f}") for ds, fig, _ in cols]
-        lines.append(f"{pub + ' (pub.)':<13}" + "".join(f"{c:>{width}}" for c in cells))
+        lines.append(f"{pub + ' (pub.)':<13}" + "".join(f"{c:>{width}}" for c in _published_cells(values, cols, 3)))
     lines.append("constant: the training mean (ETTh1) or majority class; MAE: lower is better, every other figure higher; "
                  "± std over runs, [95% bootstrap interval over test sequences]")
     return "\n".join(lines)
+
+
 def markdown_tables(results):
     """The README's tables, one per protocol: rows ours and published, columns the five figures."""
     out = []
@@ -221,15 +233,13 @@ def markdown_tables(results):
         cols = [(ds, fig, title) for ds, fig, title in COLUMNS if ds in sets]
         lines = [f"**{protocol}**", "", "| row | " + " | ".join(t for _, _, t in cols) + " |", "| --- |" + " ---: |" * len(cols)]
         for label in ROWS:
-            found = [sets[ds].get(label) or sets[ds].get(row_name(ds, label)) for ds, _, _ in cols]
+            found = _found(sets, label, cols)
             if any(found):
                 name = f"**{label}**" if label == "spyl" else label
                 lines.append(f"| {name} | " + " | ".join(_cell(fig, r[fig]).replace("±", " ± ").replace(" [", "<br>[") if r else "-"
                                                      for r, (_, fig, _) in zip(found, cols)) + " |")
         for pub, values in PUBLISHED.items():
-            vals = dict(zip([(ds, fig) for ds, fig, _ in COLUMNS], values))
-            lines.append(f"| {pub} (published) | " + " | ".join(f"{100 * vals[(ds, fig)]:.2f}" if fig.endswith("_acc") else f"{vals[(ds, fig)]:.{2 if fig == 'mae' else 3}f}"
-                                                         for ds, fig, _ in cols) + " |")
+            lines.append(f"| {pub} (published) | " + " | ".join(_published_cells(values, cols, 2)) + " |")
         out.append("\n".join(lines))
     return "\n\n".join(out)
 
@@ -289,7 +299,6 @@ def validation_figures(name, model, splits, device):
     validation split (one probe run)."""
     held = {"train": splits["train"], "test": splits["valid"]}
     preds = code_predictions(name, model, held, "correct", device, runs=1)
-    from scores import score
     return {f: score(f, preds[f][0], splits["valid"].labels[TRUTH[f]]) for f in FIGURES[name]}
 
 
@@ -299,11 +308,11 @@ def retrain(name, splits, data_root, weights_dir, runs_dir, device):
     figures into runs_dir/selection-NAME.json."""
     record = {}
     for row in ("spyl", "dsvae"):
-        tried = []
-
+        tried, paths = [], []
         for kl in KL_WEIGHTS:
             tag = f"{name}-{row}-kl{kl:g}"
             path = os.path.join(runs_dir, tag, "model.pth")
+            paths.append(path)
             if not os.path.isfile(path):  # a run interrupted here picks up where it stopped
                 train.train_model(name, path, os.path.join(runs_dir, tag, "run"), data_root, dsvae=row == "dsvae",
                                   flags=["--w-kl-s", str(kl), "--w-kl-d", str(kl)])
@@ -312,7 +321,7 @@ def retrain(name, splits, data_root, weights_dir, runs_dir, device):
             print(f"{tag}: validation {figures}", file=sys.stderr)
         best = max(range(len(tried)), key=lambda i: tried[i]["criterion"])
         os.makedirs(weights_dir, exist_ok=True)
-        shutil.copyfile(os.path.join(runs_dir, f"{name}-{row}-kl{KL_WEIGHTS[best]:g}", "model.pth"), weights_path(weights_dir, name, row))
+        shutil.copyfile(paths[best], weights_path(weights_dir, name, row))
         record[row] = {"chosen": {"w_kl": KL_WEIGHTS[best]}, "tried": tried}
     atomic_write(os.path.join(runs_dir, f"selection-{name}.json"), lambda f: json.dump(record, f, indent=1), mode="w")
     return record
@@ -352,7 +361,7 @@ def main(argv=None):
             retrain(name, all_splits[name], a.data_root, a.weights_dir, a.runs_dir, device)
         for pr in protocols:
             results[pr][name], spyl = evaluate_dataset(name, prepare(name, all_splits[name], pr, a.data_root), pr, a.weights_dir, device)
-            if spyl is not None and pr == "correct":
+            if spyl is not None:
                 models[name], static[name] = spyl
             print(f"{name}, {pr} protocol: done ({time.time() - t0:.0f} s so far)", file=sys.stderr)
     for pr in protocols:
