@@ -5,14 +5,14 @@ The paper's speech protocol (TIMIT) applied to FSDD:
   32 ms windows (256 samples) every 10 ms (80 samples): the customary speech framing,
   fine enough in time for the transitions within a digit, wide enough in frequency to
   resolve the pitch harmonics that tell speakers apart. The log is floored at FLOOR, well
-  under the quietest real value (2.8e-10 over the whole set), so no real value is flattened.
+  under the quietest real value (7.7e-11 over the whole set), so no real value is flattened.
   Normalised per band with the mean and standard deviation of the training split's real
   frames (the padding is not counted).
 - sequences: each utterance is cut into segments of a fixed number of frames, its end padded
   to a whole segment with frames marked missing (NaN, as the time series mark theirs: the
   model zero-fills them at its input and leaves them out of its reconstruction loss). Two
   units (UNITS): "fsdd", segments of 64 frames (640 ms), which hold a whole isolated word
-  (95% of the recordings are shorter than 0.66 s), so s is static over the word and d_t
+  (95% of the recordings last at most 0.67 s), so s is static over the word and d_t
   follows its sounds; "fsdd_200ms", the TIMIT protocol's 200 ms segments (20 frames).
 - split: recordings 0-4 of every speaker and digit are the test set (the dataset's own),
   5-9 the validation set, 10-49 the training set.
@@ -34,7 +34,7 @@ URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags
 CONTENT_SHA256 = "1801eae019c063377d98f831d3f93574f259475df7332bb0e3d1b080fb5e6959"
 SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
 RATE, N_FFT, HOP, N_MELS = 8000, 256, 80, 40
-FLOOR = 1e-11                     # power; the quietest real mel value in FSDD is 2.8e-10
+FLOOR = 1e-11                     # power; the quietest real mel value in FSDD is 7.7e-11
 STEP_DIM = N_MELS
 SPLITS = {"test": range(0, 5), "valid": range(5, 10), "train": range(10, 50)}   # by recording index
 
