@@ -1,16 +1,18 @@
-"""Benchmarks: training-step throughput (fast vs plain), evaluation throughput, data
-building and loading, peak memory. Prints a table and writes JSON.
+"""Benchmarks: an ablation of the training step (one change per row), evaluation throughput,
+data building and loading, peak memory. Prints a table and writes JSON.
 
     python bench.py                          # everything, on this machine
     python bench.py --presets cpu --steps 5  # a quicker look
+    python bench.py --presets paper --profile  # also launches, host and GPU time per step
 
-fast is what train.py does: channels-last convolutions, bf16 autocast on CUDA and
-on CPUs with AMX tiles (see train.resolve_precision), the negative bank without
-an autograd graph, no host syncs in the step. plain is the straightforward
-version of the same maths: fp32, NCHW, the bank built under autograd and then
-detached, every loss term read back with .item() each step; bf16, compile and
-bf16+compile are fast plus bf16 autocast and/or torch.compile, to show whether they
-pay. Each configuration runs in a fresh process, so its peak memory is its own.
+Each row of the ablation adds one change to the row above it, so each speed-up is its own:
+plain (fp32, NCHW convolutions, the negative bank built under autograd and then detached,
+every loss term read back each step), +bf16 (autocast; on a CPU the precision train.py would
+pick, fp32 without AMX tiles), +channels-last, +no-grad-bank, +no-read-back (the terms read
+back every 20 steps, as train.py does on a GPU; on a CPU it reads every step, which costs
+nothing there), +fused-prior (model.SPYL.fused_prior), +graph (the whole step as a CUDA graph,
+step.py; CUDA only), and +compile (torch.compile on top of +fused-prior instead of the graph). The steps are step.TrainStep, the code train.py runs, timed
+as it runs them: no sync per step. Each row runs in a fresh process, so its peak memory is its own.
 """
 import argparse
 import json
@@ -26,10 +28,24 @@ import torch
 
 import train
 from model import SPYL, SPYLConfig
+from step import TrainStep, make_optimizer
 from utils import ArgumentParser, SPYLError, between, one_of, atomic_write, peak_memory_mib, pick_device, run_main
 
-
-MODES = ("plain", "fast", "bf16", "compile", "bf16+compile")
+# row -> what it turns on; each row is the one above plus one change (+compile replaces +graph)
+ABLATION = {
+    "plain": set(),
+    "+bf16": {"bf16"},
+    "+channels-last": {"bf16", "channels_last"},
+    "+no-grad-bank": {"bf16", "channels_last", "no_grad_bank"},
+    "+no-read-back": {"bf16", "channels_last", "no_grad_bank", "no_read_back"},
+    "+fused-prior": {"bf16", "channels_last", "no_grad_bank", "no_read_back", "fused_prior"},
+    "+graph": {"bf16", "channels_last", "no_grad_bank", "no_read_back", "fused_prior", "graph"},
+    "+compile": {"bf16", "channels_last", "no_grad_bank", "no_read_back", "fused_prior", "compile"},
+}
+DEFAULT_ROWS = ("plain", "+bf16", "+channels-last", "+no-grad-bank", "+no-read-back", "+fused-prior", "+graph")
+READ_BACK_EVERY = 20  # train.py's default --log-every: how often it reads the terms back on a GPU
+# names of the runtime calls that launch work on a GPU, as the profiler records them
+LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx", "cudaGraphLaunch", "cudaMemcpyAsync", "cudaMemsetAsync")
 
 
 def preset_configs(preset):
@@ -39,43 +55,112 @@ def preset_configs(preset):
     return mcfg, values["batch_size"]
 
 
-def time_steps(preset, mode, contrastive, steps, device, data=None):
-    """Median sequences per second of training steps after one warm-up step."""
+def build_step(preset, row, device):
+    """(TrainStep, model config, batch size, autocast dtype) for one row of the ablation."""
+    on = ABLATION[row]
     torch.manual_seed(0)
     mcfg, batch = preset_configs(preset)
-    plain = mode == "plain"
     model = SPYL(mcfg).to(device)
-    model.plain_bank = plain
-    if not plain:
+    model.plain_bank = "no_grad_bank" not in on
+    model.fused_prior = "fused_prior" in on
+    if "channels_last" in on:
         model = model.to(memory_format=torch.channels_last)
-    amp = None if plain else train.resolve_precision("bf16" if "bf16" in mode else "auto", device)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    step = torch.compile(model) if "compile" in mode else model
+    amp = None
+    if "bf16" in on:
+        amp = torch.bfloat16 if device.type == "cuda" else train.resolve_precision("auto", device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    opt = make_optimizer(model, 2e-3, cuda_graph="graph" in on)
+    forward = torch.compile(model) if "compile" in on else model
+    return TrainStep(forward, opt, device, amp, cuda_graph="graph" in on), mcfg, batch, amp
+
+
+def batches_for(mcfg, batch, n, device, data=None):
+    """n training batches: real Sprites (with data) or uniform noise of the same shape."""
     rng = np.random.default_rng(0)
-    times = []
-    for i in range(steps + 1):
-        idx = np.sort(rng.choice(len(data), batch, replace=False)) if data is not None else None
-        x = data.batch(idx, device) if data is not None else torch.rand(batch, mcfg.frames, 3, 64, 64, device=device)
-        if plain:
-            x = x.contiguous()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+    out = []
+    for _ in range(n):
+        if data is not None:
+            out.append(data.batch(np.sort(rng.choice(len(data), batch, replace=False)), device))
+        else:
+            out.append(torch.rand(batch, mcfg.frames, *mcfg.step_shape, device=device))
+    return out
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_phase(step, xs, contrastive, warmup, device, read_back):
+    """Time len(xs) - warmup steps after `warmup` untimed ones, with no sync between steps.
+    Returns {seq_per_s (from the median step), median_step_ms, wall_step_ms, host_issue_ms}:
+    on a GPU a step's time is the interval between CUDA events recorded after each step (on the
+    device, no host wait); host_issue_ms is how long the host took to hand a step over."""
+    cuda = device.type == "cuda"
+    for x in xs[:warmup]:
+        step(x, contrastive).sum().item()
+    _sync(device)
+    marks, issue, pending = [], [], []
+    t_start = time.perf_counter()
+    for i, x in enumerate(xs[warmup:]):
         t0 = time.perf_counter()
-        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            terms = step(x, contrastive=contrastive)
-        opt.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        opt.step()
-        if plain:
-            _ = {k: v.item() for k, v in terms.items()}
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return batch / float(np.median(times[1:]))
+        out = step(x, contrastive)
+        issue.append(time.perf_counter() - t0)
+        pending.append(out)
+        if read_back == 1 or (read_back and (i + 1) % read_back == 0):
+            torch.stack(pending).cpu()   # what train.py does with its window of terms
+            pending = []
+        if cuda:
+            marks.append(torch.cuda.Event(enable_timing=True))
+            marks[-1].record()
+        else:
+            marks.append(time.perf_counter())
+    _sync(device)
+    wall = (time.perf_counter() - t_start) / len(marks)
+    if cuda:
+        steps = [a.elapsed_time(b) / 1e3 for a, b in zip(marks, marks[1:])]
+    else:
+        steps = list(np.diff([t_start, *marks]))
+    median = float(np.median(steps)) if steps else wall
+    batch = xs[0].shape[0]
+    return {"seq_per_s": batch / median, "median_step_ms": 1e3 * median, "wall_step_ms": 1e3 * wall,
+            "host_issue_ms": 1e3 * float(np.median(issue))}
+
+
+def profile_phase(step, xs, contrastive, device, n=3):
+    """Per step, over n profiled steps: kernel launches (on a CPU, the ATen kernels run, the
+    nearest count) and GPU time (the summed time of its kernels; None on a CPU)."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    _sync(device)
+    with profile(activities=activities) as prof:
+        for x in xs[:n]:
+            step(x, contrastive)
+        _sync(device)
+    events = prof.events()
+    if device.type == "cuda":
+        launches = sum(1 for e in events if e.name in LAUNCHES)
+        gpu_us = sum(e.time_range.end - e.time_range.start for e in events if getattr(e, "device_type", None) == DeviceType.CUDA)
+        return {"launches": launches / n, "gpu_ms": gpu_us / 1e3 / n}
+    leaves = sum(1 for e in events if e.name.startswith("aten::") and not any(c.name.startswith("aten::") for c in e.cpu_children))
+    return {"launches": leaves / n, "gpu_ms": None}
+
+
+def time_steps(preset, row, contrastive, steps, warmup, device, data=None, profile=False):
+    """One phase of one row: time_phase's figures (+ profile_phase's with profile)."""
+    step, mcfg, batch, amp = build_step(preset, row, device)
+    xs = batches_for(mcfg, batch, warmup + steps, device, data)
+    read_back = 1 if "no_read_back" not in ABLATION[row] else (READ_BACK_EVERY if device.type == "cuda" else 1)
+    out = {**time_phase(step, xs, contrastive, warmup, device, read_back), "precision": "bf16" if amp else "fp32"}
+    if profile:
+        out.update(profile_phase(step, xs, contrastive, device))
+    return out
 
 
 def run_one(args):
-    """Child process: one preset x mode, both phases; prints a JSON line."""
+    """Child process: one preset x row, both phases; prints a JSON line."""
     device = pick_device(args.device)
     data = None
     if args.data_dir:
@@ -83,7 +168,7 @@ def run_one(args):
         data = load_sprites(args.data_dir, None, download=False)[0]
     out = {"preset": args.one[0], "mode": args.one[1]}
     for phase, contrastive in (("warm-up", False), ("contrastive", True)):
-        out[phase] = time_steps(args.one[0], args.one[1], contrastive, args.steps, device, data)
+        out[phase] = time_steps(args.one[0], args.one[1], contrastive, args.steps, args.warmup_steps, device, data, args.profile)
     out["peak_mib"] = peak_memory_mib(device)
     out["host_rss_mib"] = peak_memory_mib(torch.device("cpu"))  # host RAM counts on a GPU machine too
     print(json.dumps(out))
@@ -135,14 +220,35 @@ def bench_data(sheets):
     return build, load
 
 
+def print_table(rows):
+    """The ablation as a table: each row against plain and against the row above it."""
+    print(f"\n{'preset':<8}{'row':<16}{'phase':<13}{'dtype':>6}{'seq/s':>9}{'vs plain':>9}{'vs above':>9}{'s/epoch':>9}"
+          f"{'ms/step':>9}{'host ms':>9}{'launches':>9}{'GPU ms':>8}{'peak MiB':>9}")
+    for phase in ("warm-up", "contrastive"):
+        for preset in dict.fromkeys(r["preset"] for r in rows):
+            mine = [r for r in rows if r["preset"] == preset]
+            plain = next((r for r in mine if r["mode"] == "plain"), None)
+            for i, r in enumerate(mine):
+                m = r[phase]
+                vs_plain = f"{m['seq_per_s'] / plain[phase]['seq_per_s']:.2f}x" if plain else "-"
+                vs_above = f"{m['seq_per_s'] / mine[i - 1][phase]['seq_per_s']:.2f}x" if i else "-"
+                launches = f"{m['launches']:.0f}" if "launches" in m else "-"
+                gpu = f"{m['gpu_ms']:.1f}" if m.get("gpu_ms") is not None else "-"
+                print(f"{preset:<8}{r['mode']:<16}{phase:<13}{m['precision']:>6}{m['seq_per_s']:>9.1f}{vs_plain:>9}{vs_above:>9}"
+                      f"{9000 / m['seq_per_s']:>9.1f}{m['median_step_ms']:>9.1f}{m['host_issue_ms']:>9.1f}{launches:>9}{gpu:>8}{r['peak_mib']:>9.0f}")
+
+
 def main(argv=None):
     p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--presets", default="cpu,paper")
-    p.add_argument("--steps", type=between(1, 10**4), default=3, help="timed steps per measurement (after one warm-up step)")
+    p.add_argument("--rows", default=",".join(DEFAULT_ROWS),
+                   help=f"rows of the ablation, each one change on the row above: {', '.join(ABLATION)} (+graph needs CUDA; left out elsewhere)")
+    p.add_argument("--steps", type=between(1, 10**4), default=20, help="timed steps per phase; the figures are their medians")
+    p.add_argument("--warmup-steps", type=between(1, 100), default=3, help="untimed steps first (CUDA graphs are captured in these)")
+    p.add_argument("--profile", action="store_true", help="also profile 3 steps per phase: launches and GPU time per step")
     p.add_argument("--device", default="auto")
     p.add_argument("--sheets", default="", help="sprite parts folder: also time building and loading Sprites")
     p.add_argument("--data-dir", default="", help="folder with composed Sprites: train on real batches (and count their memory)")
-    p.add_argument("--modes", default="plain,fast", help="plain, fast, and the variants bf16 (fast + bf16 autocast), compile (fast + torch.compile), bf16+compile")
     p.add_argument("--eval-sequences", type=between(1, 2664), default=504, help="test sequences the swap evaluation is timed on")
     p.add_argument("--eval-preset", type=one_of(*train.PRESETS), default="paper", help="the model size the swap evaluation is timed with")
     p.add_argument("--out", default="bench/results.json")
@@ -150,30 +256,34 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.one:
         return run_one(args)
-    unknown = [m for m in args.modes.split(",") if m not in MODES] + [p for p in args.presets.split(",") if p not in train.PRESETS]
-    if unknown:
-        raise SPYLError(f"unknown mode or preset {unknown}; modes: {', '.join(MODES)}; presets: {', '.join(train.PRESETS)}")
     device = pick_device(args.device)
+    asked = args.rows.split(",")
+    unknown = [r for r in asked if r not in ABLATION] + [p for p in args.presets.split(",") if p not in train.PRESETS]
+    if unknown:
+        raise SPYLError(f"unknown row or preset {unknown}; rows: {', '.join(ABLATION)}; presets: {', '.join(train.PRESETS)}")
+    if device.type != "cuda" and "+graph" in asked:
+        if args.rows != ",".join(DEFAULT_ROWS):
+            raise SPYLError(f"row +graph needs a CUDA device, and this machine runs on {device}; leave it out")
+        asked.remove("+graph")
+        print(f"note: +graph left out: it needs a CUDA device (this run: {device})", file=sys.stderr)
     rows = []
     for preset in args.presets.split(","):
-        for mode in args.modes.split(","):
-            cmd = [sys.executable, __file__, "--one", preset, mode, "--steps", str(args.steps), "--device", args.device]
-            if args.data_dir:
-                cmd += ["--data-dir", args.data_dir]
-            res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        for row in asked:
+            cmd = [sys.executable, __file__, "--one", preset, row, "--steps", str(args.steps), "--warmup-steps", str(args.warmup_steps),
+                   "--device", args.device, *(["--profile"] if args.profile else []), *(["--data-dir", args.data_dir] if args.data_dir else [])]
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            if res.returncode:
+                raise SPYLError(f"row {row} of preset {preset} failed: {res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode}")
             rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
-            print(f"  {preset:<6} {mode:<12} warm-up {rows[-1]['warm-up']:8.1f} seq/s   contrastive {rows[-1]['contrastive']:8.1f} seq/s"
-                  f"   peak {rows[-1]['peak_mib']:7.0f} MiB   host RSS {rows[-1]['host_rss_mib']:7.0f} MiB", file=sys.stderr)
-    report = {"device": str(device), "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-              "torch": torch.__version__, "steps": args.steps, "train_steps": rows, **bench_eval(device, args.data_dir, n=args.eval_sequences, preset=args.eval_preset)}
+            print(f"  {preset:<6} {row:<15} warm-up {rows[-1]['warm-up']['seq_per_s']:8.1f} seq/s   contrastive "
+                  f"{rows[-1]['contrastive']['seq_per_s']:8.1f} seq/s   peak {rows[-1]['peak_mib']:7.0f} MiB", file=sys.stderr)
+    report = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+              "threads": torch.get_num_threads(), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "steps": args.steps, "warmup_steps": args.warmup_steps, "train_steps": rows,
+              **bench_eval(device, args.data_dir, n=args.eval_sequences, preset=args.eval_preset)}
     if args.sheets:
         report["sprites_build_s"], report["sprites_load_s"] = bench_data(args.sheets)
-    print(f"\n{'preset':<8}{'mode':<14}{'phase':<13}{'seq/s':>8}{'vs plain':>10}{'s/epoch':>9}{'peak MiB':>10}{'host MiB':>10}")
-    for r in rows:
-        plain = next((q for q in rows if q["preset"] == r["preset"] and q["mode"] == "plain"), None)
-        for phase in ("warm-up", "contrastive"):
-            ratio = f"{r[phase] / plain[phase]:.2f}x" if plain else "-"
-            print(f"{r['preset']:<8}{r['mode']:<14}{phase:<13}{r[phase]:>8.1f}{ratio:>10}{9000 / r[phase]:>9.1f}{r['peak_mib']:>10.0f}{r['host_rss_mib']:>10.0f}")
+    print_table(rows)
     print(f"\nswap evaluation ({args.eval_preset}-preset model, {report['eval_repeats']} repeats): {report['eval_seq_per_s']:.1f} sequences/s per repeat, "
           f"each read by {report['judges']} judges" + (f"; pixel oracle: {report['oracle_seq_per_s']:.0f} sequences/s" if "oracle_seq_per_s" in report else ""))
     print("  " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(report["eval_stage_seconds"].items(), key=lambda kv: -kv[1])))

@@ -34,13 +34,7 @@ from model import SPYL, kl_normal
 from utils import (ArgumentParser, ListOf, SPYLError, atomic_write, between, figure, load_checkpoint, one_of, pick_device, run_main,
                    save_figure, seed_everything)
 
-PRIOR_PREFIXES = ("prior_lstm.", "prior_mean.", "prior_logvar.")
 INPUTS = ("sample", "mean")
-
-
-def prior_parameters(model):
-    """The parameters of p(d_t | d_<t): the prior LSTM chain and its two output layers."""
-    return [p for name, p in model.named_parameters() if name.startswith(PRIOR_PREFIXES)]
 
 
 @torch.no_grad()
@@ -88,7 +82,7 @@ def fit_prior(model, fit_post, val_post, steps=4000, lr=1e-3, batch_size=128, in
         raise SPYLError(f"unknown --inputs {inputs!r}; choose one of {', '.join(INPUTS)}")
     gen = torch.Generator().manual_seed(seed)
     val_eps = torch.randn(val_post[0].shape, generator=gen).to(val_post[0].device)
-    params = prior_parameters(model)
+    params = model.prior_parameters()
     optimizer = torch.optim.Adam(params, lr=lr)
     model.eval()  # the prior has no BatchNorm or dropout; eval keeps every other module as it was
     best = validation_kl(model, *val_post, val_eps)

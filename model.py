@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from utils import SPYLError, atomic_torch_save, between, check_bools, check_fields, load_checkpoint, one_of
 
 CHECKPOINT_FORMAT = "spyl-model"
+PRIOR_PREFIXES = ("prior_lstm.", "prior_mean.", "prior_logvar.")  # the parameters of p(d_t | d_<t)
 CHECKPOINT_VERSION = 1
 
 
@@ -219,9 +220,15 @@ def mutual_information(s, s_mean, s_logvar, d, d_mean, d_logvar, dataset_size, d
     return F.relu(logq_sd - logq_s - logq_d).mean()
 
 
-def info_nce(anchor, positive, negatives, tau):
-    """InfoNCE with cosine similarity: anchor, positive B x D; negatives B x K x D."""
-    a, p, n = (F.normalize(v, dim=-1) for v in (anchor, positive, negatives))
+def info_nce(anchor, positive, bank, idx, tau):
+    """InfoNCE with cosine similarity: anchor, positive B x D; the negatives of anchor i are
+    the rows idx[i] (idx B x K) of bank (M x D).
+
+    The bank is normalised before its rows are gathered: M rows instead of B x K (512 against
+    32,768 at the paper's sizes), and the same numbers, since each row is normalised alone.
+    """
+    a, p, bank = (F.normalize(v, dim=-1) for v in (anchor, positive, bank))
+    n = bank[idx]                                                                # B x K x D
     logits = torch.cat([(a * p).sum(-1, keepdim=True), torch.einsum("bd,bkd->bk", a, n)], dim=1) / tau
     return F.cross_entropy(logits, torch.zeros(a.shape[0], dtype=torch.long, device=a.device))
 
@@ -242,7 +249,9 @@ def select_negatives(mean_a, logvar_a, bank_mean, bank_logvar, n, mode):
     if mode == "semi":
         return order[:, m // 3:m // 3 + n]
     pool = 2 * (m // 3)
-    return order[:, torch.randperm(pool, device=order.device)[:n]]
+    # A permutation from sorting uniform keys, not torch.randperm: CUDA builds of PyTorch have
+    # computed small permutations on the host, a copy that a captured CUDA graph cannot hold.
+    return order[:, torch.rand(pool, device=order.device).argsort()[:n]]
 
 
 def reference_init(module):
@@ -281,13 +290,19 @@ class SPYL(nn.Module):
         self.prior_lstm = nn.LSTM(cfg.d_dim, H, num_layers=2, batch_first=True)
         self.prior_mean = nn.Linear(H, cfg.d_dim)
         self.prior_logvar = nn.Linear(H, cfg.d_dim)
-        self.plain_bank = False
+        # How the step runs, not what it computes: set by train.py and bench.py, never stored.
+        self.plain_bank = False    # build the negative bank under autograd (bench.py's plain mode)
+        self.fused_prior = False   # the sampled prior chain as fused cells (see _sample_prior_fused)
         if cfg.init == "reference":
             self.apply(reference_init)
 
     @property
     def device(self):
         return next(self.parameters()).device
+
+    def prior_parameters(self):
+        """The parameters of p(d_t | d_<t): the prior LSTM chain and its two output layers."""
+        return [p for name, p in self.named_parameters() if name.startswith(PRIOR_PREFIXES)]
 
     def _bound(self, logvar):
         # A soft bound keeps gradients alive while exp() stays finite in bf16 and fp32.
@@ -324,6 +339,8 @@ class SPYL(nn.Module):
 
     def sample_prior(self, n, T):
         """Run the prior chain, each step fed a sample of the last: means, log-variances n x T x d_dim."""
+        if self.fused_prior:
+            return self._sample_prior_fused(n, T)
         d_t = torch.zeros(n, 1, self.config.d_dim, device=self.device)
         state, means, logvars = None, [], []
         for _ in range(T):
@@ -333,6 +350,34 @@ class SPYL(nn.Module):
             means.append(mean)
             logvars.append(logvar)
         return torch.cat(means, 1), torch.cat(logvars, 1)
+
+    def _sample_prior_fused(self, n, T):
+        """sample_prior with each LSTM layer as one matrix product per step ([W_ih | W_hh],
+        b_ih + b_hh, joined once per chain) and the mean and log-variance heads as one: a chain
+        of single steps is a few dozen small kernels each, and on a GPU their launches, not
+        their arithmetic, are its cost. The same numbers as nn.LSTM to rounding."""
+        lstm, H = self.prior_lstm, self.config.hidden
+        cells = [(torch.cat([getattr(lstm, f"weight_ih_l{k}"), getattr(lstm, f"weight_hh_l{k}")], 1).T,
+                  getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}")) for k in range(lstm.num_layers)]
+        head_w = torch.cat([self.prior_mean.weight, self.prior_logvar.weight]).T   # H x 2 d_dim
+        head_b = torch.cat([self.prior_mean.bias, self.prior_logvar.bias])
+        d_t = torch.zeros(n, self.config.d_dim, device=self.device)
+        h = [d_t.new_zeros(n, H) for _ in cells]
+        c = [d_t.new_zeros(n, H) for _ in cells]
+        means, logvars = [], []
+        for _ in range(T):
+            inp = d_t
+            for k, (w, b) in enumerate(cells):
+                gates = torch.addmm(b, torch.cat([inp, h[k]], 1), w)                 # n x 4H: input, forget, cell, output
+                i, f, g, o = gates.chunk(4, 1)
+                c[k] = torch.sigmoid(f) * c[k] + torch.sigmoid(i) * torch.tanh(g)
+                h[k] = inp = torch.sigmoid(o) * torch.tanh(c[k])
+            mean, logvar = torch.addmm(head_b, inp, head_w).chunk(2, 1)
+            logvar = self._bound(logvar)
+            d_t = reparameterize(mean, logvar)
+            means.append(mean)
+            logvars.append(logvar)
+        return torch.stack(means, 1), torch.stack(logvars, 1)
 
     def sample_static(self, n):
         """n x s_dim from p(s) = N(0, I)."""
@@ -400,8 +445,8 @@ class SPYL(nn.Module):
             d_anchor, d_anchor_logvar = d_mean.mean(1), d_logvar.mean(1)
             idx_s = select_negatives(s_mean.detach(), s_logvar.detach(), bank_s_mean, bank_s_logvar, cfg.n_negatives, cfg.negative_mode)
             idx_d = select_negatives(d_anchor.detach(), d_anchor_logvar.detach(), bank_d_mean, bank_d_logvar, cfg.n_negatives, cfg.negative_mode)
-            terms["nce_s"] = info_nce(s_mean, s_pos, bank_s_mean.float()[idx_s], cfg.tau)   # negatives B x K x s_dim
-            terms["nce_d"] = info_nce(d_anchor, d_pos, bank_d_mean.float()[idx_d], cfg.tau)  # B x K x d_dim
+            terms["nce_s"] = info_nce(s_mean, s_pos, bank_s_mean.float(), idx_s, cfg.tau)   # negatives B x K x s_dim
+            terms["nce_d"] = info_nce(d_anchor, d_pos, bank_d_mean.float(), idx_d, cfg.tau)  # B x K x d_dim
             total = total + cfg.w_con_s * terms["nce_s"] + cfg.w_con_d * terms["nce_d"]
         terms["loss"] = total
         return terms

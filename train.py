@@ -24,6 +24,7 @@ from dataloader import ATTRIBUTES, AUDIO, DATASETS, HAS_VALIDATION, N_CHARACTERS
 from judge import judge_paths, load_judges
 from swaps_experiments import evaluate
 from model import CHECKPOINT_VERSION, CONFIG_RULES, SPYL, SPYLConfig
+from step import TrainStep, make_optimizer
 from utils import (ArgumentParser, SPYLError, atomic_torch_save, atomic_write, between, check_bools, check_fields, check_writable, figure,
                    load_checkpoint, one_of, peak_memory_mib, pick_device, remove_stale_temporaries, rng_state, run_main, save_figure,
                    save_png, seed_everything, sequence_grid, set_rng_state)
@@ -40,12 +41,15 @@ class TrainConfig:
     epochs: int = 1000
     batch_size: int = 128
     lr: float = 2e-3
+    prior_lr: float = 0.0        # a learning rate of the prior p(d_t | d_<t) alone (0: --lr, as the paper)
     warmup_epochs: int = 50      # epochs before the contrastive terms switch on
     seed: int = 0
     device: str = "auto"         # auto, cpu, cuda, cuda:N, mps
     precision: str = "auto"      # auto (bf16 autocast on CUDA and on CPUs with AMX tiles), bf16, fp32
     channels_last: bool = True   # channels-last convolutions
     compile: bool = False        # torch.compile the model
+    cuda_graph: bool = False     # CUDA: capture each phase's whole step (forward, backward, Adam) as one CUDA graph (step.py)
+    fused_prior: bool = False    # the sampled prior chain as fused cells, a few launches fewer per step (model.SPYL.fused_prior)
     run_dir: str = "runs/spyl"   # checkpoint, logs, curves and sample PNGs go here
     save_every: int = 1          # epochs between checkpoints
     resume: bool = False         # continue the run in run_dir from its checkpoint
@@ -64,7 +68,7 @@ class TrainConfig:
 _COUNT = between(1, 10**6)
 TRAIN_RULES = {
     "dataset": one_of(*DATASETS), "chars": between(0, N_CHARACTERS), "epochs": _COUNT, "batch_size": _COUNT,
-    "lr": between(1e-8, 1.0, float), "warmup_epochs": between(0, 10**6), "seed": between(0, 2**32 - 1),
+    "lr": between(1e-8, 1.0, float), "prior_lr": between(0.0, 1.0, float), "warmup_epochs": between(0, 10**6), "seed": between(0, 2**32 - 1),
     "precision": one_of("auto", "bf16", "fp32"), "save_every": _COUNT, "val_size": _COUNT, "eval_every": between(0, 10**6),
     "log_every": _COUNT,
 }
@@ -101,7 +105,8 @@ for _unit in AUDIO.values():
 # Fields that shape the weights: a model file given to --init-from must agree on them.
 ARCHITECTURE_FIELDS = ("frames", "channels", "image_size", "frame_net", "x_dim", "conv_width", "s_dim", "d_dim", "g_dim", "hidden")
 # Fields a resumed run may change; anything else must match the checkpoint.
-RESUMABLE = {"epochs", "device", "out", "save_every", "eval_every", "judge", "log_every", "resume", "sheets", "data_dir", "data_root"}
+RESUMABLE = {"epochs", "device", "out", "save_every", "eval_every", "judge", "log_every", "resume", "sheets", "data_dir", "data_root",
+             "cuda_graph", "fused_prior"}
 
 
 def parse_args(argv=None):
@@ -141,6 +146,8 @@ def check_combination(mcfg, tcfg):
         ours = f"{mcfg.frames} steps of {' x '.join(map(str, mcfg.step_shape))} ({mcfg.frame_net})"
         raise SPYLError(f"the model is set for {ours}, but {tcfg.dataset} sequences are {frames} steps of {' x '.join(map(str, step_shape))}; "
                         f"drop --frames/--x-dim/--image-size/--channels/--frame-net, or pick the data set's preset")
+    if tcfg.cuda_graph and tcfg.compile:
+        raise SPYLError("--cuda-graph and --compile do not go together (torch.compile makes its own graphs); pass one of them")
     if not mcfg.dsvae and tcfg.warmup_epochs >= tcfg.epochs:
         print(f"note: --warmup-epochs {tcfg.warmup_epochs} is not below --epochs {tcfg.epochs}, so the contrastive terms never "
               f"switch on: this run trains a DSVAE-like model", file=sys.stderr)
@@ -214,9 +221,8 @@ def plot_vector_recon(x, x_hat, path):
     save_figure(fig, path)
 
 
-def train_epoch(step_fn, optimizer, batches, first, n_batches, sums, contrastive, device, amp_dtype, sync_every, bar, stop,
-                later_steps=0, where=(0, "")):
-    """Run the steps of one epoch from step `first`; batches yields the input tensors.
+def train_epoch(step, batches, first, n_batches, sums, contrastive, sync_every, bar, stop, later_steps=0, where=(0, "")):
+    """Run the steps (a step.TrainStep) of one epoch from step `first`; batches yields the input tensors.
 
     The loss terms of each step stay on the device and are read back once per window of
     sync_every steps (and at the first and last step), where they are checked for
@@ -225,33 +231,48 @@ def train_epoch(step_fn, optimizer, batches, first, n_batches, sums, contrastive
     None), or (sums, step to resume from) when a Ctrl-C asks to stop inside the epoch.
     """
     window, t0, done = [], time.time(), 0
-    for step, x in enumerate(batches, start=first):
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            terms = step_fn(x, contrastive=contrastive)
-        optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        optimizer.step()
-        window.append(torch.stack([v.detach() for v in terms.values()]))
-        if len(window) < sync_every and step not in (first, n_batches - 1):
+    for i_step, x in enumerate(batches, start=first):
+        window.append(step(x, contrastive))
+        if len(window) < sync_every and i_step not in (first, n_batches - 1):
             continue
+        names = step.names[contrastive]
         stacked = torch.stack(window).float().cpu()          # steps x terms: one sync per window
         bad = ~torch.isfinite(stacked)
         if bad.any():
             i, j = bad.nonzero()[0].tolist()
             epoch, run_dir = where
-            raise SPYLError(f"loss term {list(terms)[j]} became {stacked[i, j].item()} at epoch {epoch + 1}, step {step - len(window) + 2 + i}; "
+            raise SPYLError(f"loss term {names[j]} became {stacked[i, j].item()} at epoch {epoch + 1}, step {i_step - len(window) + 2 + i}; "
                             f"the last good checkpoint in {run_dir} is kept (resume with --resume, or lower --lr)")
         total = stacked.sum(0).double()
-        sums = {k: (sums or {}).get(k, 0.0) + total[j].item() for j, k in enumerate(terms)}
+        sums = {k: (sums or {}).get(k, 0.0) + total[j].item() for j, k in enumerate(names)}
         done += len(window)
         per_step = (time.time() - t0) / done
         bar.update(len(window))
-        bar.set_postfix({**{k: f"{v:.4g}" for k, v in zip(terms, stacked[-1].tolist())},
-                         "run left": format_duration(per_step * (n_batches - 1 - step + later_steps))})
+        bar.set_postfix({**{k: f"{v:.4g}" for k, v in zip(names, stacked[-1].tolist())},
+                         "run left": format_duration(per_step * (n_batches - 1 - i_step + later_steps))})
         window = []
-        if stop is not None and stop.requested and step < n_batches - 1:
-            return sums, step + 1
+        if stop is not None and stop.requested and i_step < n_batches - 1:
+            return sums, i_step + 1
     return sums, None
+
+
+def write_epoch(log, tcfg, x, recon, draw):
+    """The epoch's line on stderr and log.jsonl in the run folder; with draw, also curves.png
+    and recon.png (sequences x above their reconstructions)."""
+    record, swap = log[-1], log[-1]["swap"]
+    terms_txt = " ".join(f"{k} {v:.4g}" for k, v in record["train"].items())
+    swap_txt = " | swap " + " ".join(f"{k} {swap[k]:.3f}" for k in ("action", *ATTRIBUTES)) if swap else ""
+    print(f"epoch {record['epoch']}/{tcfg.epochs} | {terms_txt} | val {record['val_loss']:.4g}{swap_txt} | "
+          f"{record['seconds']:.1f}s ({record['seq_per_s']} seq/s)", file=sys.stderr)
+    atomic_write(os.path.join(tcfg.run_dir, "log.jsonl"), lambda f: f.write("".join(json.dumps(r) + "\n" for r in log)), mode="w")
+    if not draw:
+        return
+    plot_curves(log, os.path.join(tcfg.run_dir, "curves.png"))
+    if x.dim() == 5:  # video frames
+        rows = [r for pair in zip(x, recon) for r in pair]  # original, reconstruction, ...
+        save_png(sequence_grid(rows), os.path.join(tcfg.run_dir, "recon.png"), scale=2)
+    else:
+        plot_vector_recon(x, recon, os.path.join(tcfg.run_dir, "recon.png"))
 
 
 def format_duration(seconds):
@@ -318,41 +339,55 @@ def train_model(dataset, out, run_dir, data_root="", dsvae=False, seed=None, fla
     main(args)
 
 
+def resume_checkpoint(mcfg, tcfg, given):
+    """(mcfg, tcfg, checkpoint) of the run to continue with --resume, the stored configs with
+    the resumable flags given applied; (mcfg, tcfg, None) for a new run, whose folder must not
+    hold one already."""
+    ckpt_path = os.path.join(tcfg.run_dir, "checkpoint.pt")
+    if not tcfg.resume:
+        if os.path.exists(ckpt_path):
+            raise SPYLError(f"{tcfg.run_dir} already holds a run; pass --resume to continue it or --run-dir to start a new one")
+        return mcfg, tcfg, None
+    ckpt = load_checkpoint(ckpt_path)
+    if ckpt.get("format") != "spyl-train":
+        raise SPYLError(f"{ckpt_path} is not a train.py checkpoint; cannot resume from it")
+    if ckpt.get("version") != CHECKPOINT_VERSION:
+        raise SPYLError(f"{ckpt_path} has format version {ckpt.get('version')}, this code resumes version {CHECKPOINT_VERSION}")
+    stored = {**ckpt["config"], **ckpt["train_config"]}
+    asked = {**asdict(mcfg), **asdict(tcfg)}
+    clash = sorted(k for k in given if k not in RESUMABLE and k in stored and stored[k] != asked[k])
+    if clash:
+        raise SPYLError(f"--resume continues the stored run, but these flags differ from it: {clash}; drop them or start a new --run-dir")
+    try:
+        mcfg = SPYLConfig.from_dict(ckpt["config"])
+        tcfg = TrainConfig(**{**ckpt["train_config"], **{k: asked[k] for k in given if k in RESUMABLE}})
+    except (SPYLError, TypeError) as e:
+        raise SPYLError(f"{ckpt_path} holds a config this code refuses: {e}") from None
+    return mcfg, tcfg, ckpt
+
+
+def init_processes(tcfg):
+    """(device, rank, world size): one process, or one of torchrun's, its process group joined."""
+    device = pick_device(tcfg.device)
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return device, 0, 1
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device, rank, world
+
+
 def main(argv=None):
     # ---- config --------------------------------------------------------------
     mcfg, tcfg, given, preset = parse_args(argv)
+    mcfg, tcfg, ckpt = resume_checkpoint(mcfg, tcfg, given)
     ckpt_path = os.path.join(tcfg.run_dir, "checkpoint.pt")
-    ckpt = None
-    if tcfg.resume:
-        ckpt = load_checkpoint(ckpt_path)
-        if ckpt.get("format") != "spyl-train":
-            raise SPYLError(f"{ckpt_path} is not a train.py checkpoint; cannot resume from it")
-        if ckpt.get("version") != CHECKPOINT_VERSION:
-            raise SPYLError(f"{ckpt_path} has format version {ckpt.get('version')}, this code resumes version {CHECKPOINT_VERSION}")
-        stored = {**ckpt["config"], **ckpt["train_config"]}
-        asked = {**asdict(mcfg), **asdict(tcfg)}
-        clash = sorted(k for k in given if k not in RESUMABLE and k in stored and stored[k] != asked[k])
-        if clash:
-            raise SPYLError(f"--resume continues the stored run, but these flags differ from it: {clash}; drop them or start a new --run-dir")
-        try:
-            mcfg = SPYLConfig.from_dict(ckpt["config"])
-            tcfg = TrainConfig(**{**ckpt["train_config"], **{k: asked[k] for k in given if k in RESUMABLE}})
-        except (SPYLError, TypeError) as e:
-            raise SPYLError(f"{ckpt_path} holds a config this code refuses: {e}") from None
-    elif os.path.exists(ckpt_path):
-        raise SPYLError(f"{tcfg.run_dir} already holds a run; pass --resume to continue it or --run-dir to start a new one")
-
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    device = pick_device(tcfg.device)
-    if distributed:
-        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-        if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    else:
-        rank, world = 0, 1
-    main_process = rank == 0
+    device, rank, world = init_processes(tcfg)
+    distributed, main_process = world > 1, rank == 0
+    if tcfg.cuda_graph and (device.type != "cuda" or distributed):
+        raise SPYLError(f"--cuda-graph needs a single CUDA device, and this run is on {device}{f' x{world}' if distributed else ''}; drop --cuda-graph")
     amp_dtype = resolve_precision(tcfg.precision, device)
     seed_everything(tcfg.seed + rank)
 
@@ -374,7 +409,8 @@ def main(argv=None):
     model = SPYL(mcfg).to(device)
     if tcfg.channels_last and mcfg.frame_net == "conv":
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr, betas=(0.9, 0.999))
+    model.fused_prior = tcfg.fused_prior
+    optimizer = make_optimizer(model, tcfg.lr, cuda_graph=tcfg.cuda_graph, prior_lr=tcfg.prior_lr)
     start_epoch, start_step, log = 0, 0, []
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
@@ -383,9 +419,12 @@ def main(argv=None):
         set_rng_state(ckpt["rng"])
     elif tcfg.init_from:
         start_from(model, tcfg.init_from, mcfg)
-    step_fn = torch.compile(model) if tcfg.compile else model
+    forward = torch.compile(model) if tcfg.compile else model
     if distributed:
-        step_fn = torch.nn.parallel.DistributedDataParallel(step_fn, device_ids=[device.index] if device.type == "cuda" else None)
+        forward = torch.nn.parallel.DistributedDataParallel(forward, device_ids=[device.index] if device.type == "cuda" else None)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # every batch has the same shape: pick the fastest kernels once
+    step = TrainStep(forward, optimizer, device, amp_dtype, cuda_graph=tcfg.cuda_graph)
     if main_process:
         remove_stale_temporaries(tcfg.run_dir)
         check_writable(tcfg.run_dir, need_bytes=3 * 4 * sum(p.numel() for p in model.parameters()) + (64 << 20))
@@ -397,10 +436,10 @@ def main(argv=None):
         if hint:
             print(hint, file=sys.stderr)
 
-    def save_checkpoint(epoch, step, sums):
+    def save_checkpoint(epoch, at_step, sums):
         # the model's own checkpoint (config, weights, data set) plus what resuming needs
         atomic_torch_save({**model.checkpoint(train.name), "format": "spyl-train", "train_config": asdict(tcfg),
-                           "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step, "sums": sums,
+                           "optimizer": optimizer.state_dict(), "epoch": epoch, "step": at_step, "sums": sums,
                            "rng": rng_state(), "log": json.dumps(log)}, ckpt_path)
 
     # ---- loop ------------------------------------------------------------------
@@ -421,8 +460,8 @@ def main(argv=None):
                        leave=False, dynamic_ncols=True, file=sys.stderr, unit="step")
             model.train()
             t0 = time.time()
-            sums, stopped_at = train_epoch(step_fn, optimizer, prefetch(train, batches[first:], device), first, len(batches), sums,
-                                           contrastive, device, amp_dtype, sync_every, bar, stop,
+            sums, stopped_at = train_epoch(step, prefetch(train, batches[first:], device), first, len(batches), sums,
+                                           contrastive, sync_every, bar, stop,
                                            later_steps=(tcfg.epochs - epoch - 1) * len(batches), where=(epoch, tcfg.run_dir))
             bar.close()
             if stopped_at is not None:
@@ -447,18 +486,9 @@ def main(argv=None):
 
             # ---- checkpoint -------------------------------------------------------------
             if main_process:
-                terms_txt = " ".join(f"{k} {v:.4g}" for k, v in record["train"].items())
-                swap_txt = " | swap " + " ".join(f"{k} {swap[k]:.3f}" for k in ("action", *ATTRIBUTES)) if swap else ""
-                print(f"epoch {epoch + 1}/{tcfg.epochs} | {terms_txt} | val {val_loss:.4g}{swap_txt} | {seconds:.1f}s ({record['seq_per_s']} seq/s)", file=sys.stderr)
-                atomic_write(os.path.join(tcfg.run_dir, "log.jsonl"), lambda f: f.write("".join(json.dumps(r) + "\n" for r in log)), mode="w")
-                if time.time() - last_plot > 10 or epoch + 1 == tcfg.epochs:  # short epochs: drawing would dominate
-                    last_plot = time.time()
-                    plot_curves(log, os.path.join(tcfg.run_dir, "curves.png"))
-                    if mcfg.frame_net == "conv":
-                        rows = [r for pair in zip(val_x[:4], recon) for r in pair]  # original, reconstruction, ...
-                        save_png(sequence_grid(rows), os.path.join(tcfg.run_dir, "recon.png"), scale=2)
-                    else:
-                        plot_vector_recon(val_x[:4], recon, os.path.join(tcfg.run_dir, "recon.png"))
+                draw = time.time() - last_plot > 10 or epoch + 1 == tcfg.epochs  # short epochs: drawing would dominate
+                last_plot = time.time() if draw else last_plot
+                write_epoch(log, tcfg, val_x[:4], recon, draw)
                 if (epoch + 1) % tcfg.save_every == 0 or epoch + 1 == tcfg.epochs or (stop and stop.requested):
                     save_checkpoint(epoch + 1, 0, None)
                 if stop is not None and stop.requested and epoch + 1 < tcfg.epochs:

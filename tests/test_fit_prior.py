@@ -9,7 +9,7 @@ import torch
 import fit_prior
 from conftest import tiny_config
 from judge import hold_out
-from model import SPYL
+from model import PRIOR_PREFIXES, SPYL
 from utils import SPYLError
 
 
@@ -34,8 +34,8 @@ def test_fitting_lowers_the_validation_kl_and_touches_only_the_prior(builtin_sma
     assert fit_prior.validation_kl(model, *val_post, eps) == pytest.approx(best, rel=1e-6)  # the best prior is the one kept
     after = model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
-    assert changed and all(k.startswith(fit_prior.PRIOR_PREFIXES) for k in changed)
-    assert {k for k in before if k.startswith(fit_prior.PRIOR_PREFIXES)} == changed
+    assert changed and all(k.startswith(PRIOR_PREFIXES) for k in changed)
+    assert {k for k in before if k.startswith(PRIOR_PREFIXES)} == changed
 
 
 def test_fitting_stops_when_validation_stops_improving(builtin_small):

@@ -79,9 +79,18 @@ def test_kl_matrix_matches_pairwise():
 def test_info_nce_hand_computed():
     # anchor (1, 0); positive at 0 degrees, negatives at 90 and 180 degrees; tau = 0.5
     a, p = torch.tensor([[1.0, 0.0]]), torch.tensor([[2.0, 0.0]])
-    n = torch.tensor([[[0.0, 3.0], [-1.0, 0.0]]])
+    bank, idx = torch.tensor([[5.0, 5.0], [0.0, 3.0], [-1.0, 0.0]]), torch.tensor([[1, 2]])
     want = -math.log(math.exp(2) / (math.exp(2) + math.exp(0) + math.exp(-2)))
-    assert info_nce(a, p, n, 0.5).item() == pytest.approx(want, rel=1e-6)
+    assert info_nce(a, p, bank, idx, 0.5).item() == pytest.approx(want, rel=1e-6)
+
+
+def test_negatives_normalised_before_the_gather_are_the_same_numbers():
+    torch.manual_seed(0)
+    a, p, bank = torch.randn(6, 5), torch.randn(6, 5), torch.randn(20, 5) * 3
+    idx = torch.randint(0, 20, (6, 7))
+    an, pn, neg = (torch.nn.functional.normalize(v, dim=-1) for v in (a, p, bank[idx]))  # gathered first, as before
+    logits = torch.cat([(an * pn).sum(-1, keepdim=True), torch.einsum("bd,bkd->bk", an, neg)], 1) / 0.5
+    assert torch.equal(info_nce(a, p, bank, idx, 0.5), torch.nn.functional.cross_entropy(logits, torch.zeros(6, dtype=torch.long)))
 
 
 def test_negatives_are_ranked_by_kl():
@@ -268,3 +277,22 @@ def test_missing_values_count_nowhere_in_the_reconstruction():
         torch.manual_seed(1)
         full = m(x, contrastive=False)["recon"]
     assert full > recon                                                # the holes' errors were left out
+
+
+def test_fused_prior_chain_is_the_lstm_chain_to_rounding():
+    torch.manual_seed(0)
+    model = SPYL(tiny_config(hidden=12, d_dim=5))
+    out = {}
+    for fused in (False, True):
+        model.fused_prior = fused
+        model.zero_grad()
+        torch.manual_seed(3)                                         # the same draws at every step
+        mean, logvar = model.sample_prior(4, 6)
+        (mean.pow(2).sum() + logvar.sin().sum()).backward()
+        out[fused] = mean, logvar, {n: p.grad.clone() for n, p in model.named_parameters() if n.startswith("prior")}
+    assert out[True][0].shape == (4, 6, 5)
+    torch.testing.assert_close(out[True][0], out[False][0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out[True][1], out[False][1], rtol=1e-5, atol=1e-6)
+    assert set(out[True][2]) == set(out[False][2]) and len(out[True][2]) == 12   # both LSTM layers and both heads
+    for n, g in out[False][2].items():
+        torch.testing.assert_close(out[True][2][n], g, rtol=1e-4, atol=1e-6)
