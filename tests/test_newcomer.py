@@ -8,6 +8,7 @@ import torch
 import train
 from conftest import ROOT, tiny_config
 from model import SPYL
+from step import TrainStep
 from test_train import FAST
 from utils import SPYLError
 
@@ -30,8 +31,8 @@ def run_epoch(n_batches, sync_every):
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     bar = RecordingBar()
     batches = (torch.rand(4, 8, 3, 64, 64) for _ in range(n_batches))
-    sums, stopped = train.train_epoch(model, opt, batches, 0, n_batches, None, False, torch.device("cpu"), None,
-                                      sync_every, bar, None, later_steps=10)
+    step = TrainStep(model, opt, torch.device("cpu"))
+    sums, stopped = train.train_epoch(step, batches, 0, n_batches, None, False, sync_every, bar, None, later_steps=10)
     return bar, sums, stopped
 
 
