@@ -31,19 +31,16 @@ from model import SPYL, SPYLConfig
 from step import TrainStep, make_optimizer
 from utils import ArgumentParser, SPYLError, between, one_of, atomic_write, peak_memory_mib, pick_device, run_main
 
-# row -> what it turns on; each row is the one above plus one change (+compile replaces +graph)
-ABLATION = {
-    "plain": set(),
-    "+bf16": {"bf16"},
-    "+channels-last": {"bf16", "channels_last"},
-    "+no-grad-bank": {"bf16", "channels_last", "no_grad_bank"},
-    "+no-read-back": {"bf16", "channels_last", "no_grad_bank", "no_read_back"},
-    "+fused-prior": {"bf16", "channels_last", "no_grad_bank", "no_read_back", "fused_prior"},
-    "+graph": {"bf16", "channels_last", "no_grad_bank", "no_read_back", "fused_prior", "graph"},
-    "+compile": {"bf16", "channels_last", "no_grad_bank", "no_read_back", "fused_prior", "compile"},
-}
-DEFAULT_ROWS = ("plain", "+bf16", "+channels-last", "+no-grad-bank", "+no-read-back", "+fused-prior", "+graph")
-READ_BACK_EVERY = 20  # train.py's default --log-every: how often it reads the terms back on a GPU
+# The ablation's rows in order, each the row above plus one change; +compile, on request, is
+# +fused-prior with torch.compile in place of the graph.
+CHANGES = (("+bf16", "bf16"), ("+channels-last", "channels_last"), ("+no-grad-bank", "no_grad_bank"),
+           ("+no-read-back", "no_read_back"), ("+fused-prior", "fused_prior"), ("+graph", "graph"))
+ABLATION = {"plain": frozenset()}  # row -> the changes it turns on
+for _row, _change in CHANGES:
+    ABLATION[_row] = ABLATION[list(ABLATION)[-1]] | {_change}
+DEFAULT_ROWS = tuple(ABLATION)
+ABLATION["+compile"] = ABLATION["+fused-prior"] | {"compile"}
+READ_BACK_EVERY = train.TrainConfig.log_every  # how often train.py reads the terms back on a GPU
 # names of the runtime calls that launch work on a GPU, as the profiler records them
 LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx", "cudaGraphLaunch", "cudaMemcpyAsync", "cudaMemsetAsync")
 
@@ -108,7 +105,7 @@ def time_phase(step, xs, contrastive, warmup, device, read_back):
         out = step(x, contrastive)
         issue.append(time.perf_counter() - t0)
         pending.append(out)
-        if read_back == 1 or (read_back and (i + 1) % read_back == 0):
+        if (i + 1) % read_back == 0:
             torch.stack(pending).cpu()   # what train.py does with its window of terms
             pending = []
         if cuda:
