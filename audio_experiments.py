@@ -21,8 +21,10 @@ the normalised log-mel (`raw_mean_std`), its mean (`raw_mean`), an LDA of raw_me
 with the training speakers (`lda_raw`, supervised), for the static EER; the mean absolute
 frame-to-frame change (`raw_delta`) and a random code (`random`, the ceiling) for the dynamic EER.
 """
+import contextlib
 import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -42,6 +44,20 @@ ROWS = {"spyl": "fsdd", "dsvae": "fsdd", "spyl_200ms": "fsdd_200ms", "dsvae_200m
 SEEDS = (0, 1, 2)
 CONTROLS = {"raw_mean_std": "static_eer", "raw_mean": "static_eer", "lda_raw": "static_eer",
             "raw_delta": "dynamic_eer", "random": "dynamic_eer"}
+# The settings tried for the 640 ms unit, each on top of its preset and trained with seed 0, scored
+# on the validation utterances (`--search`): what the preset's schedule was chosen on.
+_EP15, _EP60 = ["--epochs", "15", "--warmup-epochs", "5"], ["--epochs", "60", "--warmup-epochs", "20"]
+SEARCH = {
+    "15 epochs": ("fsdd", _EP15),
+    "15 epochs, d of 2": ("fsdd", _EP15 + ["--d-dim", "2"]),
+    "15 epochs, KL(d) weight 1": ("fsdd", _EP15 + ["--w-kl-d", "1.0"]),
+    "15 epochs, KL(s) weight 0.01": ("fsdd", _EP15 + ["--w-kl-s", "0.01"]),
+    "15 epochs, hidden 128": ("fsdd", _EP15 + ["--hidden", "128"]),
+    "30 epochs, lr 2e-3": ("fsdd", ["--epochs", "30", "--warmup-epochs", "10", "--lr", "2e-3"]),
+    "60 epochs": ("fsdd", _EP60),
+    "60 epochs, MI weight 5": ("fsdd", _EP60 + ["--w-mi", "5"]),
+    "60 epochs, DSVAE": ("fsdd", _EP60 + ["--dsvae"]),
+}
 PROBE_HIDDEN = 64   # the probes' hidden width: wider than the 6 or 10 classes, so it is no bottleneck
 FIGURES = ("static_eer", "dynamic_eer", "digit_acc_from_d", "digit_acc_from_s", "speaker_acc_from_s", "speaker_acc_from_d")
 
@@ -205,17 +221,62 @@ def swap_demo(model, splits, fig_dir, pair=((0, 3), (3, 7))):
     return [path, *written]
 
 
-def retrain(data_root, weights_dir, runs_dir):
+def _train_one(job):
+    """One model of a --train or --search job list, on one thread, its progress bars and
+    messages in RUN_DIR.log where it runs beside others; written in half precision."""
+    unit, path, run_dir, data_root, dsvae, seed, flags, quiet = job
+    torch.set_num_threads(1)  # the same floats on any machine, and N models on N cores at once
+    os.makedirs(os.path.dirname(run_dir) or ".", exist_ok=True)
+    with open(run_dir + ".log", "w") if quiet else contextlib.nullcontext() as log, \
+            contextlib.redirect_stderr(log or sys.stderr), contextlib.redirect_stdout(log or sys.stdout):
+        train.train_model(unit, path, run_dir, data_root, dsvae=dsvae, seed=seed, flags=flags, resume=True)
+    SPYL.load(path).save(path, data=unit, half=True)
+    return path
+
+
+def train_all(jobs, workers):
+    """Run the _train_one jobs whose model file is not there yet, `workers` at a time (separate
+    processes, one thread each); a job list interrupted before picks up where it stopped."""
+    todo = [j for j in jobs if not os.path.isfile(j[1])]
+    if not todo:
+        return
+    workers = max(1, min(workers, len(todo)))
+    print(f"training {len(todo)} models, {workers} at a time", file=sys.stderr)
+    t0 = time.time()
+    if workers == 1:
+        for job in todo:
+            _train_one(job[:-1] + (False,))
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        running = [pool.submit(_train_one, job[:-1] + (True,)) for job in todo]
+        for k, done in enumerate(as_completed(running), 1):
+            print(f"[{k}/{len(todo)}] {done.result()} after {(time.time() - t0) / 60:.1f} min", file=sys.stderr)
+
+
+def retrain(data_root, weights_dir, runs_dir, workers):
     """Train every row on its unit's preset, one model per seed, into weights_dir (half precision);
-    seed by seed, so that an interrupted run has every row's first seeds."""
-    for seed in SEEDS:
-        for row, unit in ROWS.items():
-            path = weights_path(weights_dir, row, seed)
-            if os.path.isfile(path):  # trained before this run was interrupted
-                continue
-            train.train_model(unit, path, os.path.join(runs_dir, os.path.basename(path)[:-4]), data_root,
-                              dsvae=row.startswith("dsvae"), seed=seed)
-            SPYL.load(path).save(path, data=unit, half=True)
+    seeds first, so that an interrupted run has every row's first seeds."""
+    train_all([(unit, weights_path(weights_dir, row, seed), os.path.join(runs_dir, f"{unit}-{row.split('_')[0]}-{seed}"), data_root,
+                row.startswith("dsvae"), seed, [], None) for seed in SEEDS for row, unit in ROWS.items()], workers)
+
+
+def search(data_root, runs_dir, workers, out_json):
+    """Train each SEARCH candidate (seed 0) and score it on the validation utterances: the
+    measurements behind the presets. -> {candidate: {"flags", "static_eer", "dynamic_eer"}}."""
+    def path(name):
+        return os.path.join(runs_dir, "search", name + ".pth")
+    train_all([(unit, path(name), os.path.join(runs_dir, "search", name), data_root, "--dsvae" in flags, 0,
+                [f for f in flags if f != "--dsvae"], None) for name, (unit, flags) in SEARCH.items()], workers)
+    splits = {unit: load_splits(unit, data_root or None) for unit in sorted({u for u, _ in SEARCH.values()})}
+    out = {}
+    for name, (unit, flags) in SEARCH.items():
+        s, d, spk, _ = utterance_codes(SPYL.load(path(name)), splits[unit]["valid"], "cpu")
+        out[name] = {"unit": unit, "flags": flags, **eers(s, d, spk)}
+        print(f"{name:<28}{100 * out[name]['static_eer']:>8.2f}{100 * out[name]['dynamic_eer']:>8.2f}   {unit} {' '.join(flags)}")
+    atomic_write(out_json, lambda f: json.dump(out, f, indent=1), mode="w")
+    return out
 
 
 def main(argv=None):
@@ -223,15 +284,24 @@ def main(argv=None):
     p.add_argument("--data-root", default="", help="folder holding fsdd/recordings.tar.gz (default: $SPYL_DATA_ROOT, else data/, downloading)")
     p.add_argument("--weights-dir", default="weights/audio")
     p.add_argument("--train", action="store_true", help="retrain 3 seeds of every row first (writes --weights-dir)")
-    p.add_argument("--runs-dir", default="runs/audio", help="with --train: the run folders")
+    p.add_argument("--runs-dir", default="runs/audio", help="with --train or --search: the run folders")
+    p.add_argument("--search", action="store_true", help="train the SEARCH candidates (seed 0) and print their validation EERs, then stop")
+    p.add_argument("--search-json", default="fig/audio_search.json", help="with --search: where the candidates' figures go")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="with --train or --search: models trained at once, one core each")
     p.add_argument("--device", default="auto")
     p.add_argument("--fig-dir", default="fig")
     p.add_argument("--out-json", default="fig/audio.json")
     a = p.parse_args(argv)
     device = pick_device(a.device)
     t0 = time.time()
+    if a.jobs < 1:
+        raise SPYLError(f"--jobs {a.jobs}: give at least 1")
+    if a.search:
+        search(a.data_root, a.runs_dir, a.jobs, a.search_json)
+        print(f"wrote {a.search_json} in {time.time() - t0:.0f} s")
+        return
     if a.train:
-        retrain(a.data_root, a.weights_dir, a.runs_dir)
+        retrain(a.data_root, a.weights_dir, a.runs_dir, a.jobs)
     # every seed whose model is there (--train makes SEEDS of each row)
     paths = {row: [(seed, q) for seed in SEEDS if os.path.isfile(q := weights_path(a.weights_dir, row, seed))] for row in ROWS}
     missing = [row for row in ROWS if not paths[row]]

@@ -325,13 +325,14 @@ def start_from(model, path, mcfg):
     model.load_state_dict(source.state_dict())
 
 
-def train_model(dataset, out, run_dir, data_root="", dsvae=False, seed=None, flags=()):
+def train_model(dataset, out, run_dir, data_root="", dsvae=False, seed=None, flags=(), resume=False):
     """`python train.py --dataset DATASET [flags]` with the data set's preset, writing the final
     model to out: what the experiment scripts' --train runs. Refuses a run folder that already
-    holds a run."""
-    if os.path.exists(run_dir):
+    holds a run, unless resume is set and it holds a checkpoint: then the run goes on from it."""
+    again = resume and os.path.isfile(os.path.join(run_dir, "checkpoint.pt"))
+    if os.path.exists(run_dir) and not again:
         raise SPYLError(f"{run_dir} already holds a run; delete it or pass --runs-dir elsewhere")
-    args = ["--dataset", dataset, "--run-dir", run_dir, "--out", out, *flags]
+    args = ["--dataset", dataset, "--run-dir", run_dir, "--out", out, *flags] + (["--resume"] if again else [])
     args += ["--data-root", data_root] if data_root else []
     args += ["--dsvae"] if dsvae else []
     args += ["--seed", str(seed)] if seed is not None else []

@@ -166,3 +166,35 @@ def test_missing_weights_get_one_line(tmp_path):
     p = subprocess.run([sys.executable, "audio_experiments.py", "--data-root", SHARED, "--weights-dir", str(tmp_path)],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert p.returncode == 2 and "audio_experiments.py --train" in p.stderr and "Traceback" not in p.stderr
+
+
+@needs_data
+def test_search_trains_in_parallel_and_picks_up_where_it_stopped(tmp_path, monkeypatch, capsys):
+    import audio_experiments
+    tiny = ["--epochs", "1", "--warmup-epochs", "1", "--hidden", "16", "--g-dim", "8", "--s-dim", "8"]
+    monkeypatch.setattr(audio_experiments, "SEARCH", {"a": ("fsdd", tiny), "b": ("fsdd", tiny + ["--dsvae"])})
+    out = audio_experiments.search(SHARED, str(tmp_path), 2, str(tmp_path / "search.json"))
+    assert set(out) == {"a", "b"} and out == json.loads((tmp_path / "search.json").read_text())
+    assert all(0 <= r[k] <= 1 for r in out.values() for k in ("static_eer", "dynamic_eer"))
+    for name in ("a", "b"):                                  # each child's bars went to its own log
+        assert "epoch 1/1" in (tmp_path / "search" / f"{name}.log").read_text()
+    from model import SPYL
+    assert SPYL.load(str(tmp_path / "search" / "b.pth")).config.dsvae and not SPYL.load(str(tmp_path / "search" / "a.pth")).config.dsvae
+    stamp = (tmp_path / "search" / "a.pth").stat().st_mtime_ns
+    assert audio_experiments.search(SHARED, str(tmp_path), 2, str(tmp_path / "again.json")) == out   # nothing retrained
+    assert (tmp_path / "search" / "a.pth").stat().st_mtime_ns == stamp
+    assert "a " in capsys.readouterr().out
+
+
+@needs_data
+def test_an_interrupted_training_job_resumes_from_its_checkpoint(tmp_path):
+    import train
+    flags = ["--hidden", "16", "--g-dim", "8", "--s-dim", "8", "--warmup-epochs", "1"]
+    run, out = str(tmp_path / "run"), str(tmp_path / "m.pth")
+    train.train_model("fsdd", out, run, SHARED, seed=0, flags=flags + ["--epochs", "1"])
+    os.remove(out)                                          # as if stopped after the checkpoint
+    with pytest.raises(SPYLError, match="already holds a run"):
+        train.train_model("fsdd", out, run, SHARED, seed=0, flags=flags + ["--epochs", "2"])
+    train.train_model("fsdd", out, run, SHARED, seed=0, flags=flags + ["--epochs", "2"], resume=True)
+    import torch
+    assert torch.load(os.path.join(run, "checkpoint.pt"), weights_only=False)["epoch"] == 2 and os.path.isfile(out)
