@@ -45,18 +45,12 @@ SEEDS = (0, 1, 2)
 CONTROLS = {"raw_mean_std": "static_eer", "raw_mean": "static_eer", "lda_raw": "static_eer",
             "raw_delta": "dynamic_eer", "random": "dynamic_eer"}
 # The settings tried for the 640 ms unit, each on top of its preset and trained with seed 0, scored
-# on the validation utterances (`--search`): what the preset's schedule was chosen on.
-_EP15, _EP60 = ["--epochs", "15", "--warmup-epochs", "5"], ["--epochs", "60", "--warmup-epochs", "20"]
+# on the validation utterances (`--search`): what the preset's schedule was chosen on. The
+# preset itself (60 epochs) is scored from the seed-0 models of --train, which it would repeat.
+_EP15 = ["--epochs", "15", "--warmup-epochs", "5"]
 SEARCH = {
     "15 epochs": ("fsdd", _EP15),
     "15 epochs, d of 2": ("fsdd", _EP15 + ["--d-dim", "2"]),
-    "15 epochs, KL(d) weight 1": ("fsdd", _EP15 + ["--w-kl-d", "1.0"]),
-    "15 epochs, KL(s) weight 0.01": ("fsdd", _EP15 + ["--w-kl-s", "0.01"]),
-    "15 epochs, hidden 128": ("fsdd", _EP15 + ["--hidden", "128"]),
-    "30 epochs, lr 2e-3": ("fsdd", ["--epochs", "30", "--warmup-epochs", "10", "--lr", "2e-3"]),
-    "60 epochs": ("fsdd", _EP60),
-    "60 epochs, MI weight 5": ("fsdd", _EP60 + ["--w-mi", "5"]),
-    "60 epochs, DSVAE": ("fsdd", _EP60 + ["--dsvae"]),
 }
 PROBE_HIDDEN = 64   # the probes' hidden width: wider than the 6 or 10 classes, so it is no bottleneck
 FIGURES = ("static_eer", "dynamic_eer", "digit_acc_from_d", "digit_acc_from_s", "speaker_acc_from_s", "speaker_acc_from_d")
@@ -262,19 +256,25 @@ def retrain(data_root, weights_dir, runs_dir, workers):
                 row.startswith("dsvae"), seed, [], None) for seed in SEEDS for row, unit in ROWS.items()], workers)
 
 
-def search(data_root, runs_dir, workers, out_json):
-    """Train each SEARCH candidate (seed 0) and score it on the validation utterances: the
-    measurements behind the presets. -> {candidate: {"flags", "static_eer", "dynamic_eer"}}."""
-    def path(name):
-        return os.path.join(runs_dir, "search", name + ".pth")
-    train_all([(unit, path(name), os.path.join(runs_dir, "search", name), data_root, "--dsvae" in flags, 0,
+def search(data_root, runs_dir, workers, out_json, weights_dir):
+    """Train each SEARCH candidate (seed 0) and score it on the validation utterances, beside the
+    preset's seed-0 SPYL and DSVAE models in weights_dir where they are there: the measurements
+    behind the presets. -> {candidate: {"unit", "flags", "static_eer", "dynamic_eer"}}."""
+    slug = lambda name: "".join(c if c.isalnum() or c == "." else "_" for c in name.replace(", ", "-"))   # '15 epochs, d of 2' -> 15_epochs-d_of_2
+    paths = {name: os.path.join(runs_dir, "search", slug(name) + ".pth") for name in SEARCH}
+    train_all([(unit, paths[name], paths[name][:-4], data_root, "--dsvae" in flags, 0,
                 [f for f in flags if f != "--dsvae"], None) for name, (unit, flags) in SEARCH.items()], workers)
-    splits = {unit: load_splits(unit, data_root or None) for unit in sorted({u for u, _ in SEARCH.values()})}
+    candidates = dict(SEARCH)
+    for row in ("spyl", "dsvae"):
+        if os.path.isfile(q := weights_path(weights_dir, row, 0)):
+            name = f"the preset ({row}, {os.path.basename(q)})"
+            candidates[name], paths[name] = (ROWS[row], ["--dsvae"] if row == "dsvae" else []), q
+    splits = {unit: load_splits(unit, data_root or None) for unit in sorted({u for u, _ in candidates.values()})}
     out = {}
-    for name, (unit, flags) in SEARCH.items():
-        s, d, spk, _ = utterance_codes(SPYL.load(path(name)), splits[unit]["valid"], "cpu")
+    for name, (unit, flags) in candidates.items():
+        s, d, spk, _ = utterance_codes(SPYL.load(paths[name]), splits[unit]["valid"], "cpu")
         out[name] = {"unit": unit, "flags": flags, **eers(s, d, spk)}
-        print(f"{name:<28}{100 * out[name]['static_eer']:>8.2f}{100 * out[name]['dynamic_eer']:>8.2f}   {unit} {' '.join(flags)}")
+        print(f"{name:<40}{100 * out[name]['static_eer']:>8.2f}{100 * out[name]['dynamic_eer']:>8.2f}   {unit} {' '.join(flags)}")
     atomic_write(out_json, lambda f: json.dump(out, f, indent=1), mode="w")
     return out
 
@@ -297,7 +297,7 @@ def main(argv=None):
     if a.jobs < 1:
         raise SPYLError(f"--jobs {a.jobs}: give at least 1")
     if a.search:
-        search(a.data_root, a.runs_dir, a.jobs, a.search_json)
+        search(a.data_root, a.runs_dir, a.jobs, a.search_json, a.weights_dir)
         print(f"wrote {a.search_json} in {time.time() - t0:.0f} s")
         return
     if a.train:

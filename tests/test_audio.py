@@ -173,7 +173,7 @@ def test_search_trains_in_parallel_and_picks_up_where_it_stopped(tmp_path, monke
     import audio_experiments
     tiny = ["--epochs", "1", "--warmup-epochs", "1", "--hidden", "16", "--g-dim", "8", "--s-dim", "8"]
     monkeypatch.setattr(audio_experiments, "SEARCH", {"a": ("fsdd", tiny), "b": ("fsdd", tiny + ["--dsvae"])})
-    out = audio_experiments.search(SHARED, str(tmp_path), 2, str(tmp_path / "search.json"))
+    out = audio_experiments.search(SHARED, str(tmp_path), 2, str(tmp_path / "search.json"), str(tmp_path / "none"))
     assert set(out) == {"a", "b"} and out == json.loads((tmp_path / "search.json").read_text())
     assert all(0 <= r[k] <= 1 for r in out.values() for k in ("static_eer", "dynamic_eer"))
     for name in ("a", "b"):                                  # each child's bars went to its own log
@@ -181,7 +181,10 @@ def test_search_trains_in_parallel_and_picks_up_where_it_stopped(tmp_path, monke
     from model import SPYL
     assert SPYL.load(str(tmp_path / "search" / "b.pth")).config.dsvae and not SPYL.load(str(tmp_path / "search" / "a.pth")).config.dsvae
     stamp = (tmp_path / "search" / "a.pth").stat().st_mtime_ns
-    assert audio_experiments.search(SHARED, str(tmp_path), 2, str(tmp_path / "again.json")) == out   # nothing retrained
+    shutil.copy(tmp_path / "search" / "a.pth", tmp_path / "fsdd-spyl-0.pth")   # the preset's seed-0 model, scored beside
+    again = audio_experiments.search(SHARED, str(tmp_path), 2, str(tmp_path / "again.json"), str(tmp_path))
+    assert {k: again[k] for k in out} == out                                   # nothing retrained
+    assert again["the preset (spyl, fsdd-spyl-0.pth)"]["static_eer"] == out["a"]["static_eer"]
     assert (tmp_path / "search" / "a.pth").stat().st_mtime_ns == stamp
     assert "a " in capsys.readouterr().out
 
