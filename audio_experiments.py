@@ -51,6 +51,12 @@ _EP15 = ["--epochs", "15", "--warmup-epochs", "5"]
 SEARCH = {
     "15 epochs": ("fsdd", _EP15),
     "15 epochs, d of 2": ("fsdd", _EP15 + ["--d-dim", "2"]),
+    "15 epochs, KL(d) weight 1": ("fsdd", _EP15 + ["--w-kl-d", "1.0"]),
+    "15 epochs, KL(s) weight 0.01": ("fsdd", _EP15 + ["--w-kl-s", "0.01"]),
+    "15 epochs, hidden 128": ("fsdd", _EP15 + ["--hidden", "128"]),
+    "30 epochs, lr 2e-3": ("fsdd", ["--epochs", "30", "--warmup-epochs", "10", "--lr", "2e-3"]),
+    "60 epochs, MI weight 5": ("fsdd", ["--epochs", "60", "--warmup-epochs", "20", "--w-mi", "5"]),
+    "120 epochs": ("fsdd", ["--epochs", "120", "--warmup-epochs", "40"]),
 }
 PROBE_HIDDEN = 64   # the probes' hidden width: wider than the 6 or 10 classes, so it is no bottleneck
 FIGURES = ("static_eer", "dynamic_eer", "digit_acc_from_d", "digit_acc_from_s", "speaker_acc_from_s", "speaker_acc_from_d")
