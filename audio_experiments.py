@@ -4,6 +4,7 @@ that need no learning.
 
     python audio_experiments.py --data-root ../shared/audio     # the shipped weights/audio/ models
     python audio_experiments.py --train                         # retrain 3 seeds of every row first
+    python audio_experiments.py --search                        # the schedule's candidates on the validation utterances
 
 - Speaker verification: each test utterance is represented by s averaged over its 200 ms
   segments (static) or by d averaged over its segments and steps (dynamic); every pair of
