@@ -45,7 +45,7 @@ ROWS = {"spyl": "fsdd", "dsvae": "fsdd", "spyl_200ms": "fsdd_200ms", "dsvae_200m
 SEEDS = (0, 1, 2)
 CONTROLS = {"raw_mean_std": "static_eer", "raw_mean": "static_eer", "lda_raw": "static_eer",
             "raw_delta": "dynamic_eer", "random": "dynamic_eer"}
-# The settings tried for the 640 ms unit, each on top of its preset and trained with seed 0, scored
+# The settings tried (the 640 ms unit unless named), each on top of its unit's preset and trained with seed 0, scored
 # on the validation utterances (`--search`): what the preset's schedule was chosen on. The
 # preset itself (60 epochs) is scored from the seed-0 models of --train, which it would repeat.
 _EP15 = ["--epochs", "15", "--warmup-epochs", "5"]
@@ -58,6 +58,7 @@ SEARCH = {
     "30 epochs, lr 2e-3": ("fsdd", ["--epochs", "30", "--warmup-epochs", "10", "--lr", "2e-3"]),
     "60 epochs, MI weight 5": ("fsdd", ["--epochs", "60", "--warmup-epochs", "20", "--w-mi", "5"]),
     "120 epochs": ("fsdd", ["--epochs", "120", "--warmup-epochs", "40"]),
+    "200 ms, 120 epochs": ("fsdd_200ms", ["--epochs", "120", "--warmup-epochs", "40"]),
 }
 PROBE_HIDDEN = 64   # the probes' hidden width: wider than the 6 or 10 classes, so it is no bottleneck
 FIGURES = ("static_eer", "dynamic_eer", "digit_acc_from_d", "digit_acc_from_s", "speaker_acc_from_s", "speaker_acc_from_d")
@@ -242,7 +243,7 @@ def train_all(jobs, workers):
     if not todo:
         return
     workers = max(1, min(workers, len(todo)))
-    print(f"training {len(todo)} models, {workers} at a time", file=sys.stderr)
+    print(f"training {len(todo)} model{'s' * (len(todo) > 1)}, {workers} at a time", file=sys.stderr)
     t0 = time.time()
     if workers == 1:
         for job in todo:
