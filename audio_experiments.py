@@ -223,10 +223,11 @@ def swap_demo(model, splits, fig_dir, pair=((0, 3), (3, 7))):
     return [path, *written]
 
 
-def _train_one(job):
-    """One model of a --train or --search job list, on one thread, its progress bars and
-    messages in RUN_DIR.log where it runs beside others; written in half precision."""
-    unit, path, run_dir, data_root, dsvae, seed, flags, quiet = job
+def _train_one(job, quiet=False):
+    """One model of a --train or --search job list, (unit, model path, run dir, data root, dsvae,
+    seed, train.py flags), on one thread; quiet: its progress bars and messages go to
+    RUN_DIR.log, as where it runs beside others. Written in half precision."""
+    unit, path, run_dir, data_root, dsvae, seed, flags = job
     torch.set_num_threads(1)  # the same floats on any machine, and N models on N cores at once
     os.makedirs(os.path.dirname(run_dir) or ".", exist_ok=True)
     with open(run_dir + ".log", "w") if quiet else contextlib.nullcontext() as log, \
@@ -247,12 +248,12 @@ def train_all(jobs, workers):
     t0 = time.time()
     if workers == 1:
         for job in todo:
-            _train_one(job[:-1] + (False,))
+            _train_one(job)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        running = [pool.submit(_train_one, job[:-1] + (True,)) for job in todo]
+        running = [pool.submit(_train_one, job, True) for job in todo]
         for k, done in enumerate(as_completed(running), 1):
             print(f"[{k}/{len(todo)}] {done.result()} after {(time.time() - t0) / 60:.1f} min", file=sys.stderr)
 
@@ -260,18 +261,21 @@ def train_all(jobs, workers):
 def retrain(data_root, weights_dir, runs_dir, workers):
     """Train every row on its unit's preset, one model per seed, into weights_dir (half precision);
     seeds first, so that an interrupted run has every row's first seeds."""
-    train_all([(unit, weights_path(weights_dir, row, seed), os.path.join(runs_dir, f"{unit}-{row.split('_')[0]}-{seed}"), data_root,
-                row.startswith("dsvae"), seed, [], None) for seed in SEEDS for row, unit in ROWS.items()], workers)
+    jobs = []
+    for seed in SEEDS:
+        for row, unit in ROWS.items():
+            path = weights_path(weights_dir, row, seed)
+            jobs.append((unit, path, os.path.join(runs_dir, os.path.basename(path)[:-4]), data_root, row.startswith("dsvae"), seed, []))
+    train_all(jobs, workers)
 
 
 def search(data_root, runs_dir, workers, out_json, weights_dir):
     """Train each SEARCH candidate (seed 0) and score it on the validation utterances, beside the
     preset's seed-0 SPYL and DSVAE models in weights_dir where they are there: the measurements
     behind the presets. -> {candidate: {"unit", "flags", "static_eer", "dynamic_eer"}}."""
-    slug = lambda name: "".join(c if c.isalnum() or c == "." else "_" for c in name.replace(", ", "-"))   # '15 epochs, d of 2' -> 15_epochs-d_of_2
+    slug = lambda name: "".join(c if c.isalnum() or c == "." else "_" for c in name.replace(", ", "-"))   # '15 epochs, d of 2' -> 15_epochs_d_of_2
     paths = {name: os.path.join(runs_dir, "search", slug(name) + ".pth") for name in SEARCH}
-    train_all([(unit, paths[name], paths[name][:-4], data_root, "--dsvae" in flags, 0,
-                [f for f in flags if f != "--dsvae"], None) for name, (unit, flags) in SEARCH.items()], workers)
+    train_all([(unit, paths[name], paths[name][:-4], data_root, False, 0, flags) for name, (unit, flags) in SEARCH.items()], workers)
     candidates = dict(SEARCH)
     for row in ("spyl", "dsvae"):
         if os.path.isfile(q := weights_path(weights_dir, row, 0)):

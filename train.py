@@ -100,7 +100,7 @@ for _name, _module, _extra in (("etth1", TIMESERIES["etth1"], {"batch_size": 7, 
 # the MLP pair per frame. The time-series widths keep the shipped models at 0.6 MB each (the
 # repository travels to GPU machines whole); a wider s (64) is what pays most within them. The
 # schedule is what `audio_experiments.py --search` measured on the validation utterances: 60
-# epochs (2,400 steps) against the earlier 15; the validation figures are in README's speech section.
+# epochs (2,400 steps) against the earlier 15; the validation figures are in docs/speech.md.
 for _unit in AUDIO.values():
     PRESETS[_unit.NAME] = {**_SERIES, "dataset": _unit.NAME, "x_dim": _unit.STEP_DIM, "frames": _unit.SEGMENT, "s_dim": 64,
                            "batch_size": 64, "bank_factor": 2, "n_negatives": 64, "epochs": 60, "warmup_epochs": 20, "log_every": 20}
