@@ -142,11 +142,11 @@ def control_codes(name, frames, seed=0):
     raise SPYLError(f"unknown control {name!r}")
 
 
-def evaluate_controls(splits):
+def evaluate_controls(splits, part="test"):
     """{control: {its EER figure: {"mean", "std"}}}: the no-learning rows (random: 3 seeds) and
-    the supervised LDA, on the test utterances."""
+    the supervised LDA, on the utterances of `part` (the LDA fitted on the training ones)."""
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
-    (f_tr, spk_tr), (f_te, spk_te) = utterance_frames(splits["train"]), utterance_frames(splits["test"])
+    (f_tr, spk_tr), (f_te, spk_te) = utterance_frames(splits["train"]), utterance_frames(splits[part])
     out = {}
     for name, eer in CONTROLS.items():
         if name == "lda_raw":
@@ -271,8 +271,9 @@ def retrain(data_root, weights_dir, runs_dir, workers):
 
 def search(data_root, runs_dir, workers, out_json, weights_dir):
     """Train each SEARCH candidate (seed 0) and score it on the validation utterances, beside the
-    preset's seed-0 SPYL and DSVAE models in weights_dir where they are there: the measurements
-    behind the presets. -> {candidate: {"unit", "flags", "static_eer", "dynamic_eer"}}."""
+    preset's seed-0 SPYL and DSVAE models in weights_dir where they are there, and the controls
+    on the same utterances: the measurements behind the presets.
+    -> {candidate: {"unit", "flags", "static_eer", "dynamic_eer"}, control: {its EER figure}}."""
     slug = lambda name: "".join(c if c.isalnum() or c == "." else "_" for c in name.replace(", ", "-"))   # '15 epochs, d of 2' -> 15_epochs_d_of_2
     paths = {name: os.path.join(runs_dir, "search", slug(name) + ".pth") for name in SEARCH}
     train_all([(unit, paths[name], paths[name][:-4], data_root, False, 0, flags) for name, (unit, flags) in SEARCH.items()], workers)
@@ -287,6 +288,10 @@ def search(data_root, runs_dir, workers, out_json, weights_dir):
         s, d, spk, _ = utterance_codes(SPYL.load(paths[name]), splits[unit]["valid"], "cpu")
         out[name] = {"unit": unit, "flags": flags, **eers(s, d, spk)}
         print(f"{name:<40}{100 * out[name]['static_eer']:>8.2f}{100 * out[name]['dynamic_eer']:>8.2f}   {unit} {' '.join(flags)}")
+    # the raw frames, and so the controls, are the same for either unit
+    for name, figures in evaluate_controls(next(iter(splits.values())), "valid").items():
+        out[name] = {figure: v["mean"] for figure, v in figures.items()}
+        print(f"{name + ' (control)':<40}" + "".join(f"{100 * out[name][f]:>8.2f}" if f in out[name] else f"{'-':>8}" for f in ("static_eer", "dynamic_eer")))
     atomic_write(out_json, lambda f: json.dump(out, f, indent=1), mode="w")
     return out
 

@@ -174,8 +174,11 @@ def test_search_trains_in_parallel_and_picks_up_where_it_stopped(tmp_path, monke
     tiny = ["--epochs", "1", "--warmup-epochs", "1", "--hidden", "16", "--g-dim", "8", "--s-dim", "8"]
     monkeypatch.setattr(audio_experiments, "SEARCH", {"a": ("fsdd", tiny), "b": ("fsdd", tiny + ["--dsvae"])})
     out = audio_experiments.search(SHARED, str(tmp_path), 2, str(tmp_path / "search.json"), str(tmp_path / "none"))
-    assert set(out) == {"a", "b"} and out == json.loads((tmp_path / "search.json").read_text())
-    assert all(0 <= r[k] <= 1 for r in out.values() for k in ("static_eer", "dynamic_eer"))
+    assert set(out) == {"a", "b", *audio_experiments.CONTROLS} and out == json.loads((tmp_path / "search.json").read_text())
+    assert all(0 <= out[r][k] <= 1 for r in ("a", "b") for k in ("static_eer", "dynamic_eer"))
+    for name, figure in audio_experiments.CONTROLS.items():                  # beside them, on the same utterances
+        assert set(out[name]) == {figure} and 0 <= out[name][figure] <= 1
+    assert abs(out["random"]["dynamic_eer"] - 0.5) < 0.05
     for name in ("a", "b"):                                  # each child's bars went to its own log
         assert "epoch 1/1" in (tmp_path / "search" / f"{name}.log").read_text()
     from model import SPYL
