@@ -136,6 +136,27 @@ def fit_grid(model, fit_post, val_post, lrs, inputs_list, **kw):
     return fits, chosen
 
 
+def fit_to_training_set(model, train, device, lrs=(1e-3,), inputs_list=("sample",), seed=0, steps=4000, batch_size=128,
+                        eval_every=100, patience=5, progress=True):
+    """The whole stage on a model (changed in place): hold out a tenth of the training characters,
+    encode both parts once, fit_grid over (learning rate, inputs). Returns (the log as
+    fit_prior.py writes it, less the file names; the fits with their curves)."""
+    fit_set, val_set = hold_out(train, seed=seed)
+    t0 = time.perf_counter()
+    fit_post = encode_posteriors(model, fit_set, device, progress=progress)
+    val_post = encode_posteriors(model, val_set, device, progress=progress)
+    encode_s = time.perf_counter() - t0
+    print(f"encoded {len(fit_set)} fitting and {len(val_set)} validation sequences (held-out training characters) "
+          f"in {encode_s:.0f} s", file=sys.stderr)
+    fits, chosen = fit_grid(model, fit_post, val_post, lrs, inputs_list, steps=steps, batch_size=batch_size,
+                            eval_every=eval_every, patience=patience, seed=seed, progress=progress)
+    report = {"fit_sequences": len(fit_set), "val_sequences": len(val_set), "steps": steps, "batch_size": batch_size,
+              "eval_every": eval_every, "patience": patience, "seed": seed, "device": str(device),
+              "encode_seconds": round(encode_s, 1), "chosen": {k: v for k, v in chosen.items() if k != "log"},
+              "val_kl_before": chosen["val_kl_before"], "val_kl_after": chosen["val_kl_after"], "fits": fits}
+    return report, fits
+
+
 def plot_fits(fits, path):
     """Validation KL(d) against step for each fit of a grid (the records fit_grid returns), as a PNG."""
     fig, ax = figure(1, 1, figsize=(5.5, 3.4))
@@ -185,19 +206,10 @@ def main(argv=None):
     model = SPYL.from_checkpoint(ckpt, a.weights).to(device).eval()
     data_name = ckpt.get("data", "sprites")
     train, _ = load_dataset(data_name, a.data_dir, a.sheets or None, a.chars or None, a.data_root or None)
-    fit_set, val_set = hold_out(train, seed=a.seed)
-    t0 = time.perf_counter()
-    fit_post, val_post = encode_posteriors(model, fit_set, device), encode_posteriors(model, val_set, device)
-    encode_s = time.perf_counter() - t0
-    print(f"encoded {len(fit_set)} fitting and {len(val_set)} validation sequences (held-out training characters) "
-          f"in {encode_s:.0f} s", file=sys.stderr)
-    fits, chosen = fit_grid(model, fit_post, val_post, a.lr, a.inputs, steps=a.steps, batch_size=a.batch_size,
-                            eval_every=a.eval_every, patience=a.patience, seed=a.seed)
+    report, fits = fit_to_training_set(model, train, device, a.lr, a.inputs, steps=a.steps, batch_size=a.batch_size,
+                                       eval_every=a.eval_every, patience=a.patience, seed=a.seed)
     model.save(a.out, data=data_name, half=a.half)
-    report = {"weights": a.weights, "out": a.out, "data": data_name, "fit_sequences": len(fit_set), "val_sequences": len(val_set),
-              "steps": a.steps, "batch_size": a.batch_size, "eval_every": a.eval_every, "patience": a.patience, "seed": a.seed,
-              "half": a.half, "device": str(device), "encode_seconds": round(encode_s, 1), "chosen": {k: v for k, v in chosen.items() if k != "log"},
-              "val_kl_before": chosen["val_kl_before"], "val_kl_after": chosen["val_kl_after"], "fits": fits}
+    report = {"weights": a.weights, "out": a.out, "data": data_name, **report, "half": a.half}
     log_path = os.path.splitext(a.out)[0] + ".json"
     atomic_write(log_path, lambda f: json.dump(report, f, indent=1), mode="w")
     plot_fits(fits, os.path.splitext(a.out)[0] + ".png")

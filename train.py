@@ -21,6 +21,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from dataloader import ATTRIBUTES, AUDIO, DATASETS, HAS_VALIDATION, N_CHARACTERS, TIMESERIES, batch_indices, data_shape, load_dataset, prefetch
+from fit_prior import fit_to_training_set, plot_fits
 from judge import judge_paths, load_judges
 from swaps_experiments import evaluate
 from model import CHECKPOINT_VERSION, CONFIG_RULES, SPYL, SPYLConfig
@@ -55,6 +56,7 @@ class TrainConfig:
     resume: bool = False         # continue the run in run_dir from its checkpoint
     out: str = ""                # also write the final model here (e.g. weights/model.pth)
     init_from: str = ""          # start from this model file's weights (SPYL.save or a checkpoint), with a fresh optimiser
+    fit_prior: bool = False      # after the last epoch, fit the prior alone to the posteriors (fit_prior.py's defaults) before writing the model
     val_size: int = 512          # held-out sequences for the validation loss: the validation split where the data set has one, else test
     eval_every: int = 10         # epochs between swap evaluations (0: never)
     judge: str = ""              # judge files for those evaluations, comma-separated (default: every judge of the data set in weights/)
@@ -108,7 +110,7 @@ for _unit in AUDIO.values():
 ARCHITECTURE_FIELDS = ("frames", "channels", "image_size", "frame_net", "x_dim", "conv_width", "s_dim", "d_dim", "g_dim", "hidden")
 # Fields a resumed run may change; anything else must match the checkpoint.
 RESUMABLE = {"epochs", "device", "out", "save_every", "eval_every", "judge", "log_every", "resume", "sheets", "data_dir", "data_root",
-             "cuda_graph", "fused_prior"}
+             "cuda_graph", "fused_prior", "fit_prior"}
 
 
 def parse_args(argv=None):
@@ -327,6 +329,24 @@ def start_from(model, path, mcfg):
     model.load_state_dict(source.state_dict())
 
 
+def finish(model, train, tcfg, device):
+    """After the last epoch: with --fit-prior, fit the prior alone to the trained model's
+    posteriors (log in RUN_DIR/fit_prior.json) and write the result to --out, else RUN_DIR/model.pth;
+    without it, write the model to --out if given. The checkpoint keeps the jointly trained prior."""
+    out = tcfg.out or (os.path.join(tcfg.run_dir, "model.pth") if tcfg.fit_prior else "")
+    if tcfg.fit_prior:
+        t0 = time.perf_counter()
+        report, fits = fit_to_training_set(model, train, device, seed=tcfg.seed)
+        report["seconds"] = round(time.perf_counter() - t0, 1)
+        atomic_write(os.path.join(tcfg.run_dir, "fit_prior.json"), lambda f: json.dump(report, f, indent=1), mode="w")
+        plot_fits(fits, os.path.join(tcfg.run_dir, "fit_prior.png"))
+        print(f"prior fitted in {report['seconds']:.0f} s: validation KL(d) {report['val_kl_before']:.2f} -> "
+              f"{report['val_kl_after']:.2f} nats per sequence ({tcfg.run_dir}/fit_prior.json)", file=sys.stderr)
+    if out:
+        model.save(out, data=train.name)
+        print(f"model written to {out}", file=sys.stderr)
+
+
 def train_model(dataset, out, run_dir, data_root="", dsvae=False, seed=None, flags=(), resume=False):
     """`python train.py --dataset DATASET [flags]` with the data set's preset, writing the final
     model to out: what the experiment scripts' --train runs. Refuses a run folder that already
@@ -504,9 +524,8 @@ def main(argv=None):
         if stop is not None:
             stop.close()
 
-    if main_process and tcfg.out:
-        model.save(tcfg.out, data=train.name)
-        print(f"model written to {tcfg.out}", file=sys.stderr)
+    if main_process:
+        finish(model, train, tcfg, device)
     if distributed:
         dist.destroy_process_group()
 

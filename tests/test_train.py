@@ -9,7 +9,7 @@ import torch
 
 import train
 from conftest import ROOT
-from model import SPYL
+from model import PRIOR_PREFIXES, SPYL
 from utils import SPYLError, load_checkpoint
 
 FAST = ["--preset", "tiny", "--chars", "12", "--batch-size", "8", "--bank-factor", "1", "--n-negatives", "4",
@@ -32,6 +32,16 @@ def test_outputs_and_released_model(tmp_path):
     assert 100 < log[0]["peak_host_mib"] <= log[1]["peak_host_mib"] < 24 * 1024  # a peak, in MiB, of a real process
     model = SPYL.load(out)
     assert model.config.conv_width == 8 and model.config.dataset_size == 81
+
+
+def test_fit_prior_stage_writes_a_model_whose_prior_alone_changed(tmp_path):
+    d = run(tmp_path, "fit", "--fit-prior")
+    report = json.loads((d / "fit_prior.json").read_text())
+    assert report["val_kl_after"] < report["val_kl_before"] and report["seconds"] > 0
+    assert (d / "fit_prior.png").stat().st_size > 1000
+    fitted, joint = SPYL.load(d / "model.pth").state_dict(), load_checkpoint(d / "checkpoint.pt")["model"]
+    changed = {k for k in joint if not torch.equal(joint[k], fitted[k])}
+    assert changed and all(k.startswith(PRIOR_PREFIXES) for k in changed)  # the checkpoint keeps the jointly trained prior
 
 
 def test_resume_is_exact(tmp_path):
