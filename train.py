@@ -225,13 +225,31 @@ def plot_vector_recon(x, x_hat, path):
     save_figure(fig, path)
 
 
-def train_epoch(step, batches, first, n_batches, sums, contrastive, sync_every, bar, stop, later_steps=0, where=(0, "")):
+# A contrastive step costs about this many warm-up steps (bench.py, cpu preset on 2 cores: 774
+# against 212 s per epoch): the bar's guess of the run's time left until one has been timed.
+CONTRASTIVE_COST = 3.6
+
+
+def run_left(per_step, contrastive, steps_left, later, paces):
+    """Seconds left in the run: this epoch's steps_left at the pace measured now (per_step), then
+    the later epochs' steps (later: {contrastive: steps}) at the pace of their phase measured in an
+    earlier epoch (paces: {contrastive: seconds per step}), else guessed with CONTRASTIVE_COST."""
+    total = per_step * steps_left
+    for phase, n in later.items():
+        pace = per_step if phase == contrastive else paces.get(phase)
+        if pace is None:
+            pace = per_step * (CONTRASTIVE_COST if phase else 1 / CONTRASTIVE_COST)
+        total += n * pace
+    return total
+
+
+def train_epoch(step, batches, first, n_batches, sums, contrastive, sync_every, bar, stop, later=None, paces=None, where=(0, "")):
     """Run the steps (a step.TrainStep) of one epoch from step `first`; batches yields the input tensors.
 
     The loss terms of each step stay on the device and are read back once per window of
     sync_every steps (and at the first and last step), where they are checked for
     finiteness, added to `sums` and shown on the bar with the time per step and what is
-    left of the run (later_steps: the steps of the epochs after this one). Returns (sums,
+    left of the run (run_left; later: the steps of the epochs after this one). Returns (sums,
     None), or (sums, step to resume from) when a Ctrl-C asks to stop inside the epoch.
     """
     window, t0, done = [], time.time(), 0
@@ -253,7 +271,7 @@ def train_epoch(step, batches, first, n_batches, sums, contrastive, sync_every, 
         per_step = (time.time() - t0) / done
         bar.update(len(window))
         bar.set_postfix({**{k: f"{v:.4g}" for k, v in zip(names, stacked[-1].tolist())},
-                         "run left": format_duration(per_step * (n_batches - 1 - i_step + later_steps))})
+                         "run left": format_duration(run_left(per_step, contrastive, n_batches - 1 - i_step, later or {}, paces or {}))})
         window = []
         if stop is not None and stop.requested and i_step < n_batches - 1:
             return sums, i_step + 1
@@ -472,9 +490,16 @@ def main(argv=None):
     # and then every log_every steps.
     sync_every = 1 if device.type == "cpu" else tcfg.log_every
     last_plot = 0.0
+    is_contrastive = lambda epoch: epoch >= tcfg.warmup_epochs and not mcfg.dsvae
+    paces = {}  # seconds per step of each phase, as measured in this process
+
+    def later_steps(epoch, per_epoch):  # {contrastive: steps} of the epochs after this one
+        phases = [is_contrastive(e) for e in range(epoch + 1, tcfg.epochs)]
+        return {phase: phases.count(phase) * per_epoch for phase in set(phases)}
+
     try:
         for epoch in range(start_epoch, tcfg.epochs):
-            contrastive = epoch >= tcfg.warmup_epochs and not mcfg.dsvae
+            contrastive = is_contrastive(epoch)
             batches = batch_indices(len(train), tcfg.batch_size * world, tcfg.seed, epoch)
             batches = [b[rank::world] for b in batches]
             first = start_step if epoch == start_epoch else 0
@@ -485,7 +510,7 @@ def main(argv=None):
             t0 = time.time()
             sums, stopped_at = train_epoch(step, prefetch(train, batches[first:], device), first, len(batches), sums,
                                            contrastive, sync_every, bar, stop,
-                                           later_steps=(tcfg.epochs - epoch - 1) * len(batches), where=(epoch, tcfg.run_dir))
+                                           later=later_steps(epoch, len(batches)), paces=paces, where=(epoch, tcfg.run_dir))
             bar.close()
             if stopped_at is not None:
                 save_checkpoint(epoch, stopped_at, sums)
@@ -495,6 +520,7 @@ def main(argv=None):
                 dist.barrier()
             seconds = time.time() - t0
             n_steps = len(batches) - first
+            paces[contrastive] = seconds / max(n_steps, 1)
 
             # ---- evaluation ------------------------------------------------------------
             evaluating = judges is not None and (epoch + 1) % tcfg.eval_every == 0  # judges is None when eval_every is 0

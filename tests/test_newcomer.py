@@ -32,7 +32,7 @@ def run_epoch(n_batches, sync_every):
     bar = RecordingBar()
     batches = (torch.rand(4, 8, 3, 64, 64) for _ in range(n_batches))
     step = TrainStep(model, opt, torch.device("cpu"))
-    sums, stopped = train.train_epoch(step, batches, 0, n_batches, None, False, sync_every, bar, None, later_steps=10)
+    sums, stopped = train.train_epoch(step, batches, 0, n_batches, None, False, sync_every, bar, None, later={False: 10})
     return bar, sums, stopped
 
 
@@ -45,6 +45,13 @@ def test_the_bar_moves_every_step_on_a_cpu():
 def test_the_bar_shows_the_first_step_when_syncs_are_windowed():
     bar, _, _ = run_epoch(7, sync_every=5)  # a GPU's windowed reads: first step, then every 5, then the last
     assert bar.updates == [1, 5, 1]
+
+
+def test_run_left_counts_the_dearer_contrastive_steps_ahead():
+    assert train.run_left(1.0, False, 5, {False: 10}, {}) == 15                                   # warm-up only
+    assert train.run_left(1.0, False, 5, {False: 10, True: 10}, {}) == 15 + 10 * train.CONTRASTIVE_COST  # a guess, not yet timed
+    assert train.run_left(1.0, False, 5, {True: 10}, {True: 2.5}) == 5 + 25                       # timed in an earlier epoch
+    assert train.run_left(3.0, True, 2, {True: 4}, {False: 1.0, True: 9.0}) == 6 + 12             # the pace measured now wins
 
 
 def test_format_duration():
