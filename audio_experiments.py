@@ -60,19 +60,26 @@ SEARCH = {
     "120 epochs": ("fsdd", ["--epochs", "120", "--warmup-epochs", "40"]),
     "200 ms, 120 epochs": ("fsdd_200ms", ["--epochs", "120", "--warmup-epochs", "40"]),
 }
+RESAMPLES = 200     # bootstrap resamples of the test utterances per interval: 200 keep the evaluation under 2 minutes on 2 cores
 PROBE_HIDDEN = 64   # the probes' hidden width: wider than the 6 or 10 classes, so it is no bottleneck
 FIGURES = ("static_eer", "dynamic_eer", "digit_acc_from_d", "digit_acc_from_s", "speaker_acc_from_s", "speaker_acc_from_d")
 
 
 def equal_error_rate(scores, targets):
     """The rate at which false rejections equal false acceptances as the threshold moves over the
-    scores (targets: 1 for a same-speaker pair); linear interpolation between ROC points."""
-    from sklearn.metrics import roc_curve
-    targets = np.asarray(targets)
-    if targets.min() == targets.max():
+    scores (targets: 1 for a same-speaker pair); linear interpolation between ROC points (the
+    points of scikit-learn's roc_curve, in numpy: fast enough for a bootstrap)."""
+    scores, targets = np.asarray(scores, np.float64), np.asarray(targets) > 0.5
+    n_pos = int(targets.sum())
+    n_neg = len(targets) - n_pos
+    if n_pos == 0 or n_neg == 0:
         raise SPYLError("the EER needs both target and non-target pairs")
-    fpr, tpr, _ = roc_curve(targets, scores)
-    fnr = 1 - tpr
+    order = np.argsort(-scores, kind="mergesort")
+    sorted_scores, hits = scores[order], targets[order]
+    last = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(scores) - 1]  # the last pair of each distinct threshold
+    tp = np.cumsum(hits)[last]
+    fpr = np.r_[0.0, (last + 1 - tp) / n_neg]
+    fnr = np.r_[1.0, 1 - tp / n_pos]
     i = int(np.flatnonzero(fnr <= fpr)[0])  # fpr rises and fnr falls along the curve
     if i == 0:
         return float(fpr[0])
@@ -86,6 +93,26 @@ def pair_scores(codes, speakers):
     u = codes / np.linalg.norm(codes, axis=1, keepdims=True).clip(1e-12)
     i, j = np.triu_indices(len(u), k=1)
     return (u[i] * u[j]).sum(1), (speakers[i] == speakers[j]).astype(int)
+
+
+def eer_interval(code_sets, speakers, resamples=RESAMPLES, seed=0):
+    """95% bootstrap interval [low, high] of the EER averaged over code_sets (one per seed, the
+    same utterances in each), resampling utterances with replacement: every pair of two
+    different draws is scored, pairs of a draw with a copy of itself are left out."""
+    unit = [c / np.linalg.norm(c, axis=1, keepdims=True).clip(1e-12) for c in code_sets]
+    cosines = [u @ u.T for u in unit]
+    same = speakers[:, None] == speakers[None, :]
+    n = len(speakers)
+    i, j = np.triu_indices(n, k=1)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        idx = rng.integers(0, n, n)
+        a, b = idx[i], idx[j]
+        keep = a != b
+        a, b = a[keep], b[keep]
+        values.append(np.mean([equal_error_rate(c[a, b], same[a, b]) for c in cosines]))
+    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
 
 
 def utterance_codes(model, data, device):
@@ -105,8 +132,8 @@ def eers(s, d, speakers):
 
 
 def evaluate_model(model, splits, device, seed):
-    """Every figure of one trained model -> {figure: value} (EERs and accuracies as fractions), and
-    its EERs on the validation utterances (what choices are made on)."""
+    """Every figure of one trained model -> ({figure: value} (EERs and accuracies as fractions),
+    its EERs on the validation utterances (what choices are made on), its test codes (s, d, speakers))."""
     s_tr, d_tr, spk_tr, dig_tr = utterance_codes(model, splits["train"], device)
     s_te, d_te, spk_te, dig_te = utterance_codes(model, splits["test"], device)
     s_va, d_va, spk_va, _ = utterance_codes(model, splits["valid"], device)
@@ -114,7 +141,7 @@ def evaluate_model(model, splits, device, seed):
     for name, (x_tr, x_te) in (("s", (s_tr, s_te)), ("d", (d_tr, d_te))):
         out[f"digit_acc_from_{name}"] = classify(x_tr, dig_tr, x_te, dig_te, 10, seed=seed, hidden=PROBE_HIDDEN)[0]
         out[f"speaker_acc_from_{name}"] = classify(x_tr, spk_tr, x_te, spk_te, len(fsdd.SPEAKERS), seed=seed, hidden=PROBE_HIDDEN)[0]
-    return out, eers(s_va, d_va, spk_va)
+    return out, eers(s_va, d_va, spk_va), (s_te, d_te, spk_te)
 
 
 def utterance_frames(data):
@@ -142,9 +169,10 @@ def control_codes(name, frames, seed=0):
     raise SPYLError(f"unknown control {name!r}")
 
 
-def evaluate_controls(splits, part="test"):
-    """{control: {its EER figure: {"mean", "std"}}}: the no-learning rows (random: 3 seeds) and
-    the supervised LDA, on the utterances of `part` (the LDA fitted on the training ones)."""
+def evaluate_controls(splits, part="test", intervals=False):
+    """{control: {its EER figure: {"mean", "std", "ci"}}}: the no-learning rows (random: 3 seeds) and
+    the supervised LDA, on the utterances of `part` (the LDA fitted on the training ones); "ci"
+    (eer_interval) with `intervals` only."""
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
     (f_tr, spk_tr), (f_te, spk_te) = utterance_frames(splits["train"]), utterance_frames(splits[part])
     out = {}
@@ -155,6 +183,8 @@ def evaluate_controls(splits, part="test"):
         else:
             codes = [control_codes(name, f_te, seed) for seed in (SEEDS if name == "random" else SEEDS[:1])]
         out[name] = mean_std([{eer: equal_error_rate(*pair_scores(c, spk_te))} for c in codes])
+        if intervals:
+            out[name][eer]["ci"] = eer_interval(codes, spk_te)
     return out
 
 
@@ -167,16 +197,18 @@ def format_table(results):
     """Our rows (mean ± std over seeds), the controls, and the published TIMIT rows."""
     r = results["fsdd"]
     pct = lambda v: f"{100 * v['mean']:.2f} ± {100 * v['std']:.2f}" if v else "-"
-    lines = [f"{'FSDD (ours)':<22}{'static EER':>16}{'dynamic EER':>16}{'gap':>8}{'digit|d':>16}{'digit|s':>16}{'speaker|s':>16}{'speaker|d':>16}"]
+    ci = lambda v: f"[{100 * v['ci'][0]:.1f}, {100 * v['ci'][1]:.1f}]" if v and "ci" in v else "-"
+    lines = [f"{'FSDD (ours)':<22}{'static EER':>16}{'dynamic EER':>16}{'gap':>8}{'static 95% CI':>15}{'dynamic 95% CI':>15}{'digit|d':>16}{'digit|s':>16}{'speaker|s':>16}{'speaker|d':>16}"]
     for row in r:
         f = r[row]
         if row in CONTROLS:
-            lines.append(f"{row + (' (sup.)' if row == 'lda_raw' else ''):<22}{pct(f.get('static_eer')):>16}{pct(f.get('dynamic_eer')):>16}")
+            lines.append(f"{row + (' (sup.)' if row == 'lda_raw' else ''):<22}{pct(f.get('static_eer')):>16}{pct(f.get('dynamic_eer')):>16}"
+                         f"{'':>8}{ci(f.get('static_eer')):>15}{ci(f.get('dynamic_eer')):>15}")
             continue
         gap = 100 * (f["dynamic_eer"]["mean"] - f["static_eer"]["mean"])
         n = len(results.get("seeds", {}).get(row, SEEDS))
         lines.append(f"{row + f' ({n} seed' + ('s)' if n > 1 else ')'):<22}{pct(f['static_eer']):>16}{pct(f['dynamic_eer']):>16}{gap:>8.2f}"
-                     + "".join(f"{pct(f[k]):>16}" for k in FIGURES[2:]))
+                     + f"{ci(f['static_eer']):>15}{ci(f['dynamic_eer']):>15}" + "".join(f"{pct(f[k]):>16}" for k in FIGURES[2:]))
     lines.append(f"{'TIMIT (published)':<22}")
     for name, (st, dy) in ANCHORS.items():
         lines.append(f"{name:<22}{st:>16.2f}{dy:>16.2f}{dy - st:>8.2f}")
@@ -328,8 +360,11 @@ def main(argv=None):
     results = {"fsdd": {}, "validation": {}, "seeds": {row: [seed for seed, _ in paths[row]] for row in ROWS}}
     for row, unit in ROWS.items():
         runs = [evaluate_model(SPYL.load(q, map_location=device), splits[unit], device, seed) for seed, q in paths[row]]
-        results["fsdd"][row], results["validation"][row] = mean_std([t for t, _ in runs]), mean_std([v for _, v in runs])
-    results["fsdd"].update(evaluate_controls(splits["fsdd"]))
+        results["fsdd"][row], results["validation"][row] = mean_std([t for t, _, _ in runs]), mean_std([v for _, v, _ in runs])
+        speakers = runs[0][2][2]
+        for k, eer in enumerate(("static_eer", "dynamic_eer")):
+            results["fsdd"][row][eer]["ci"] = eer_interval([codes[k] for _, _, codes in runs], speakers)
+    results["fsdd"].update(evaluate_controls(splits["fsdd"], intervals=True))
     print(format_table(results))
     atomic_write(a.out_json, lambda f: json.dump(results, f, indent=1), mode="w")
     written = swap_demo(SPYL.load(paths["spyl"][0][1]), splits["fsdd"], a.fig_dir)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy.io import wavfile
 
-from audio_experiments import equal_error_rate, pair_scores
+from audio_experiments import eer_interval, equal_error_rate, pair_scores
 from conftest import ROOT
 from datasets import fsdd
 from utils import SPYLError
@@ -95,6 +95,33 @@ def test_equal_error_rate_on_constructed_scores():
     assert np.allclose(scores, [1, 0, 0]) and targets.tolist() == [1, 0, 0]           # pairs (0,1), (0,2), (1,2)
 
 
+def test_equal_error_rate_is_the_one_of_scikit_learns_roc_curve():
+    from sklearn.metrics import roc_curve
+    rng = np.random.default_rng(1)
+    for scores in (rng.normal(size=3000), rng.integers(0, 20, 3000) / 20):          # continuous, and many ties
+        targets = (rng.random(3000) < 0.3 + 0.3 * (scores > np.median(scores))).astype(int)
+        fpr, tpr, _ = roc_curve(targets, scores)
+        fnr = 1 - tpr
+        i = int(np.flatnonzero(fnr <= fpr)[0])
+        t = (fnr[i - 1] - fpr[i - 1]) / ((fnr[i - 1] - fpr[i - 1]) - (fnr[i] - fpr[i]))
+        assert equal_error_rate(scores, targets) == pytest.approx(fpr[i - 1] + t * (fpr[i] - fpr[i - 1]), abs=1e-12)
+
+
+def test_eer_interval_holds_the_figure_and_narrows_with_more_utterances():
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (60, 600):
+        speakers = rng.integers(0, 6, n)
+        codes = np.eye(6)[speakers] + rng.normal(0, 0.6, (n, 6))                   # a code that knows the speaker, noisily
+        eer = equal_error_rate(*pair_scores(codes, speakers))
+        low, high = eer_interval([codes], speakers, resamples=100)
+        assert low < eer < high
+        widths.append(high - low)
+    assert widths[1] < 0.6 * widths[0]
+    low, high = eer_interval([np.eye(6)[speakers] * 1.0], speakers, resamples=20)   # separates the speakers perfectly
+    assert low == high == 0.0
+
+
 def wav_bytes(x, rate):
     buf = io.BytesIO()
     wavfile.write(buf, rate, x)
@@ -148,13 +175,15 @@ def test_train_and_experiments_end_to_end(tmp_path):
     controls = {"raw_mean_std": "static_eer", "raw_mean": "static_eer", "lda_raw": "static_eer", "raw_delta": "dynamic_eer", "random": "dynamic_eer"}
     assert set(res) == {"spyl", "dsvae", "spyl_200ms", "dsvae_200ms", *controls}
     for name, figure in controls.items():                                          # the same for any model
-        assert set(res[name]) == {figure} and 0 <= res[name][figure]["mean"] <= 1
+        low, high = res[name][figure]["ci"]
+        assert set(res[name]) == {figure} and 0 <= low <= res[name][figure]["mean"] <= high <= 1
     assert abs(res["random"]["dynamic_eer"]["mean"] - 0.5) < 0.05                    # no speaker in it
     assert res["raw_mean_std"]["static_eer"]["mean"] < 0.3 and res["lda_raw"]["static_eer"]["mean"] < res["raw_mean_std"]["static_eer"]["mean"]
     for row in (res[r] for r in res if r not in controls):
         assert set(row) == {"static_eer", "dynamic_eer", "digit_acc_from_d", "digit_acc_from_s", "speaker_acc_from_s", "speaker_acc_from_d"}
         assert all(0 <= v["mean"] <= 1 for v in row.values())
         assert row["static_eer"]["std"] < 1e-12 and row["dynamic_eer"]["std"] < 1e-12   # one model thrice: the EER has no seed
+        assert all(v["ci"][0] <= v["mean"] <= v["ci"][1] for v in (row["static_eer"], row["dynamic_eer"]))
     assert "3.41" in p.stdout and "33.22" in p.stdout                                 # the TIMIT anchors beside ours
     for name in ("A.wav", "B.wav", "A_voice_B_digit.wav", "B_voice_A_digit.wav"):
         rate, x = wavfile.read(tmp_path / "fig" / "audio" / name)
