@@ -88,9 +88,14 @@ def equal_error_rate(scores, targets):
     return float(fpr[i - 1] + t * (fpr[i] - fpr[i - 1]))
 
 
+def unit_rows(codes):
+    """Each code scaled to length 1, so that dot products are cosines."""
+    return codes / np.linalg.norm(codes, axis=1, keepdims=True).clip(1e-12)
+
+
 def pair_scores(codes, speakers):
     """Cosine similarity and same-speaker target of every pair i < j of utterance codes."""
-    u = codes / np.linalg.norm(codes, axis=1, keepdims=True).clip(1e-12)
+    u = unit_rows(codes)
     i, j = np.triu_indices(len(u), k=1)
     return (u[i] * u[j]).sum(1), (speakers[i] == speakers[j]).astype(int)
 
@@ -99,8 +104,7 @@ def eer_interval(code_sets, speakers, resamples=RESAMPLES, seed=0):
     """95% bootstrap interval [low, high] of the EER averaged over code_sets (one per seed, the
     same utterances in each), resampling utterances with replacement: every pair of two
     different draws is scored, pairs of a draw with a copy of itself are left out."""
-    unit = [c / np.linalg.norm(c, axis=1, keepdims=True).clip(1e-12) for c in code_sets]
-    cosines = [u @ u.T for u in unit]
+    cosines = [u @ u.T for u in map(unit_rows, code_sets)]
     same = speakers[:, None] == speakers[None, :]
     n = len(speakers)
     i, j = np.triu_indices(n, k=1)
