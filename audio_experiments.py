@@ -4,6 +4,7 @@ that need no learning.
 
     python audio_experiments.py --data-root ../shared/audio     # the shipped weights/audio/ models
     python audio_experiments.py --train                         # retrain 3 seeds of every row first
+    python audio_experiments.py --units fsdd,fsdd_200ms         # the 640 ms rows too (--train them first)
     python audio_experiments.py --search                        # the schedule's candidates on the validation utterances
 
 - Speaker verification: each test utterance is represented by s averaged over its 200 ms
@@ -15,9 +16,10 @@ that need no learning.
   training utterances): digit and speaker accuracy from s and from d.
 - Swaps you can hear: A's s with B's d (A's voice saying B's digit), decoded, turned back into
   sound by Griffin-Lim; spectrograms in fig/audio_swap.png, WAV files in fig/audio/.
-Rows: SPYL and DSVAE with the same budget, on 640 ms sequences (a whole word: `fsdd`) and on
-the TIMIT protocol's 200 ms segments (`fsdd_200ms`), mean and std over 3 seeds (3 trained
-models each). Controls, scored by the same code: the utterance's mean and std over frames of
+Rows: SPYL and DSVAE with the same budget on the TIMIT protocol's 200 ms segments
+(`fsdd_200ms`, the unit chosen on the validation utterances; docs/speech.md), mean and std over
+3 seeds (3 trained models each); `--units fsdd,fsdd_200ms` adds the rows of 640 ms sequences (a
+whole word: `fsdd`). Controls, scored by the same code: the utterance's mean and std over frames of
 the normalised log-mel (`raw_mean_std`), its mean (`raw_mean`), an LDA of raw_mean_std fitted
 with the training speakers (`lda_raw`, supervised), for the static EER; the mean absolute
 frame-to-frame change (`raw_delta`) and a random code (`random`, the ceiling) for the dynamic EER.
@@ -40,8 +42,10 @@ from utils import ArgumentParser, SPYLError, atomic_write, figure, pick_device, 
 
 # Static / dynamic EER on TIMIT as reprinted in later work (%).
 ANCHORS = {"SPYL": (3.41, 33.22), "C-DSVAE": (4.03, 31.81), "FHVAE": (5.06, 22.77), "DSVAE": (5.64, 19.20)}
-# (row, the sequence unit its models are trained on): the unit names are data set names.
-ROWS = {"spyl": "fsdd", "dsvae": "fsdd", "spyl_200ms": "fsdd_200ms", "dsvae_200ms": "fsdd_200ms"}
+# (row, the sequence unit its models are trained on): the unit names are data set names. The
+# shipped weights are those of UNITS; the 640 ms rows are one --units away.
+ROWS = {"spyl": "fsdd_200ms", "dsvae": "fsdd_200ms", "spyl_640ms": "fsdd", "dsvae_640ms": "fsdd"}
+UNITS = ("fsdd_200ms",)
 SEEDS = (0, 1, 2)
 CONTROLS = {"raw_mean_std": "static_eer", "raw_mean": "static_eer", "lda_raw": "static_eer",
             "raw_delta": "dynamic_eer", "random": "dynamic_eer"}
@@ -192,6 +196,20 @@ def evaluate_controls(splits, part="test", intervals=False):
     return out
 
 
+def rows_of(units):
+    """The ROWS whose models are trained on one of these units."""
+    return {row: unit for row, unit in ROWS.items() if unit in units}
+
+
+def parse_units(text):
+    """'fsdd,fsdd_200ms' -> ('fsdd', 'fsdd_200ms'), or a one-line error naming the units there are."""
+    units = tuple(dict.fromkeys(u.strip() for u in text.split(",") if u.strip()))
+    known = sorted(set(ROWS.values()))
+    if not units or any(u not in known for u in units):
+        raise SPYLError(f"--units {text!r}: give one or more of {', '.join(known)}, comma-separated")
+    return units
+
+
 def weights_path(folder, row, seed):
     """weights/audio/fsdd-spyl-0.pth, weights/audio/fsdd_200ms-spyl-0.pth and the like."""
     return os.path.join(folder, f"{ROWS[row]}-{row.split('_')[0]}-{seed}.pth")
@@ -294,12 +312,13 @@ def train_all(jobs, workers):
             print(f"[{k}/{len(todo)}] {done.result()} after {(time.time() - t0) / 60:.1f} min", file=sys.stderr)
 
 
-def retrain(data_root, weights_dir, runs_dir, workers):
-    """Train every row on its unit's preset, one model per seed, into weights_dir (half precision);
-    seeds first, so that an interrupted run has every row's first seeds."""
+def retrain(data_root, weights_dir, runs_dir, workers, rows=None):
+    """Train every row of `rows` (default: those of UNITS) on its unit's preset, one model per
+    seed, into weights_dir (half precision); seeds first, so that an interrupted run has every
+    row's first seeds."""
     jobs = []
     for seed in SEEDS:
-        for row, unit in ROWS.items():
+        for row, unit in (rows or rows_of(UNITS)).items():
             path = weights_path(weights_dir, row, seed)
             jobs.append((unit, path, os.path.join(runs_dir, os.path.basename(path)[:-4]), data_root, row.startswith("dsvae"), seed, []))
     train_all(jobs, workers)
@@ -336,7 +355,8 @@ def main(argv=None):
     p = ArgumentParser(description="Speech experiments on FSDD: speaker verification EER of s and d, probes, swaps.")
     p.add_argument("--data-root", default="", help="folder holding fsdd/recordings.tar.gz (default: $SPYL_DATA_ROOT, else data/, downloading)")
     p.add_argument("--weights-dir", default="weights/audio")
-    p.add_argument("--train", action="store_true", help="retrain 3 seeds of every row first (writes --weights-dir)")
+    p.add_argument("--train", action="store_true", help="retrain 3 seeds of every row of --units first (writes --weights-dir)")
+    p.add_argument("--units", default=",".join(UNITS), help="the sequence units whose rows are trained and scored: fsdd_200ms, fsdd (640 ms), or both")
     p.add_argument("--runs-dir", default="runs/audio", help="with --train or --search: the run folders")
     p.add_argument("--search", action="store_true", help="train the SEARCH candidates (seed 0) and print their validation EERs, then stop")
     p.add_argument("--search-json", default="fig/audio_search.json", help="with --search: where the candidates' figures go")
@@ -353,25 +373,29 @@ def main(argv=None):
         search(a.data_root, a.runs_dir, a.jobs, a.search_json, a.weights_dir)
         print(f"wrote {a.search_json} in {time.time() - t0:.0f} s")
         return
+    rows = rows_of(parse_units(a.units))
     if a.train:
-        retrain(a.data_root, a.weights_dir, a.runs_dir, a.jobs)
+        retrain(a.data_root, a.weights_dir, a.runs_dir, a.jobs, rows)
     # every seed whose model is there (--train makes SEEDS of each row)
-    paths = {row: [(seed, q) for seed in SEEDS if os.path.isfile(q := weights_path(a.weights_dir, row, seed))] for row in ROWS}
-    missing = [row for row in ROWS if not paths[row]]
+    paths = {row: [(seed, q) for seed in SEEDS if os.path.isfile(q := weights_path(a.weights_dir, row, seed))] for row in rows}
+    missing = [row for row in rows if not paths[row]]
     if missing:
-        raise SPYLError(f"no {weights_path(a.weights_dir, missing[0], SEEDS[0])}; train the models with `python audio_experiments.py --train`")
-    splits = {unit: load_splits(unit, a.data_root or None) for unit in sorted(set(ROWS.values()))}
-    results = {"fsdd": {}, "validation": {}, "seeds": {row: [seed for seed, _ in paths[row]] for row in ROWS}}
-    for row, unit in ROWS.items():
+        flag = "" if set(rows.values()) == set(UNITS) else f" --units {a.units}"
+        raise SPYLError(f"no {weights_path(a.weights_dir, missing[0], SEEDS[0])}; train the models with `python audio_experiments.py --train{flag}`")
+    splits = {unit: load_splits(unit, a.data_root or None) for unit in sorted(set(rows.values()))}
+    results = {"fsdd": {}, "validation": {}, "seeds": {row: [seed for seed, _ in paths[row]] for row in rows}}
+    for row, unit in rows.items():
         runs = [evaluate_model(SPYL.load(q, map_location=device), splits[unit], device, seed) for seed, q in paths[row]]
         results["fsdd"][row], results["validation"][row] = mean_std([t for t, _, _ in runs]), mean_std([v for _, v, _ in runs])
         speakers = runs[0][2][2]
         for k, eer in enumerate(("static_eer", "dynamic_eer")):
             results["fsdd"][row][eer]["ci"] = eer_interval([codes[k] for _, _, codes in runs], speakers)
-    results["fsdd"].update(evaluate_controls(splits["fsdd"], intervals=True))
+    # the raw frames, and so the controls, are the same for either unit
+    results["fsdd"].update(evaluate_controls(next(iter(splits.values())), intervals=True))
     print(format_table(results))
     atomic_write(a.out_json, lambda f: json.dump(results, f, indent=1), mode="w")
-    written = swap_demo(SPYL.load(paths["spyl"][0][1]), splits["fsdd"], a.fig_dir)
+    demo = next(row for row in rows if row.startswith("spyl"))
+    written = swap_demo(SPYL.load(paths[demo][0][1]), splits[rows[demo]], a.fig_dir)
     print(f"wrote {a.out_json}, {', '.join(written)} in {time.time() - t0:.0f} s")
 
 

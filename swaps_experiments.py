@@ -2,6 +2,7 @@
 
     python swaps_experiments.py                          # weights/model.pth, judged on the Sprites test set
     python swaps_experiments.py --weights runs/spyl/checkpoint.pt --repeats 5
+    python swaps_experiments.py --split train --sequences 2664 --repeats 1   # choosing a schedule: samples of training sequences
     python swaps_experiments.py --markdown fig/swaps.json fig/swaps_dsvae.json   # the README table
 
 Quantitative (the customary protocol, over the whole test set, no batch dropped):
@@ -377,6 +378,9 @@ def main(argv=None):
     p.add_argument("--chars", type=between(0, N_CHARACTERS), default=0, help="built-in set only: this many characters (0: all)")
     p.add_argument("--sequences", type=between(0, 10**6), default=0,
                    help="evaluate the first N test sequences only, a quick look (0, the default: all, as every reported figure)")
+    p.add_argument("--split", choices=("test", "train"), default="test",
+                   help="train: judge samples of the training sequences instead, where a schedule is chosen (Sprites has no "
+                        "validation split, and nothing is chosen on test); writes the JSON only")
     p.add_argument("--device", default="auto")
     p.add_argument("--fig-dir", default="fig")
     p.add_argument("--out-json", default="", help="default: <fig-dir>/swaps.json")
@@ -418,9 +422,11 @@ def main(argv=None):
         if len(oracle.rows) < N_CHARACTERS:  # a subset of characters: neighbours would be missing
             print(f"note: the data hold {len(oracle.rows)} of {N_CHARACTERS} characters, too few for the pixel oracle; skipped", file=sys.stderr)
             oracle = None
+    if a.split == "train":  # the oracle was built from both splits: it knows every character either way
+        test = train
     if a.sequences and a.sequences < len(test):  # after the oracle, which renders characters from the whole split
         test = SequenceData(test.x[:a.sequences], test.labels[:a.sequences], test.name)
-    title = f"{a.weights} on the {data_name} test set ({len(test)} sequences), {a.repeats} repeats, seed {a.seed}"
+    title = f"{a.weights} on the {data_name} {a.split} set ({len(test)} sequences), {a.repeats} repeats, seed {a.seed}"
     print(f"{title}, {len(judges)} judges{' and the pixel oracle' if oracle else ''}", file=sys.stderr)
     stages, t0 = Stages(), time.perf_counter()
     results = evaluate(model, judges, test, device, a.repeats, a.seed, oracle, stages=stages)
@@ -428,12 +434,12 @@ def main(argv=None):
     print(f"evaluated in {seconds / 60:.1f} min" + (f"; where the time went:\n{stages.table()}" if a.profile else ""), file=sys.stderr)
     print(f"{title}; judges: {', '.join(judges)}")
     print(format_table(results))
-    out_json = a.out_json or os.path.join(a.fig_dir, "swaps_real.json" if a.real else "swaps.json")
+    out_json = a.out_json or os.path.join(a.fig_dir, "swaps" + "_real" * a.real + "_train" * (a.split == "train") + ".json")
     report = {"weights": a.weights, "weights_sha256": None if a.real else sha256_file(a.weights),
               "judges": {os.path.basename(p): sha256_file(p) for p in paths}, "oracle": oracle is not None,
-              "data": data_name, "test_sequences": len(test), "seed": a.seed, "repeats": a.repeats, "results": results}
+              "data": data_name, f"{a.split}_sequences": len(test), "seed": a.seed, "repeats": a.repeats, "results": results}
     atomic_write(out_json, lambda f: json.dump(report, f, indent=1), mode="w")
-    if a.real:
+    if a.real or a.split == "train":
         print(f"wrote {out_json}")
         return
     rng = np.random.default_rng(a.seed)

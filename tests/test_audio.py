@@ -160,20 +160,20 @@ def test_train_and_experiments_end_to_end(tmp_path):
     import train
     weights = tmp_path / "w"
     weights.mkdir()
-    for unit in ("fsdd", "fsdd_200ms"):
-        model = tmp_path / f"{unit}.pth"
-        train.main(["--dataset", unit, "--data-root", SHARED, "--epochs", "1", "--warmup-epochs", "1", "--hidden", "32", "--g-dim", "16",
-                    "--run-dir", str(tmp_path / unit), "--out", str(model)])
-        for row in ("spyl", "dsvae"):
-            for seed in (0, 1, 2):
-                shutil.copy(model, weights / f"{unit}-{row}-{seed}.pth")
+    model = tmp_path / "fsdd_200ms.pth"
+    train.main(["--dataset", "fsdd_200ms", "--data-root", SHARED, "--epochs", "1", "--warmup-epochs", "1", "--hidden", "32", "--g-dim", "16",
+                "--run-dir", str(tmp_path / "run"), "--out", str(model)])
+    for row in ("spyl", "dsvae"):
+        for seed in (0, 1, 2):
+            shutil.copy(model, weights / f"fsdd_200ms-{row}-{seed}.pth")
+    shutil.copy(model, weights / "fsdd-spyl-0.pth")                              # a 640 ms model: not scored unless --units asks
     out = tmp_path / "audio.json"
     p = subprocess.run([sys.executable, "audio_experiments.py", "--data-root", SHARED, "--weights-dir", str(weights),
                         "--fig-dir", str(tmp_path / "fig"), "--out-json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-2000:]
     res = json.loads(out.read_text())["fsdd"]
     controls = {"raw_mean_std": "static_eer", "raw_mean": "static_eer", "lda_raw": "static_eer", "raw_delta": "dynamic_eer", "random": "dynamic_eer"}
-    assert set(res) == {"spyl", "dsvae", "spyl_200ms", "dsvae_200ms", *controls}
+    assert set(res) == {"spyl", "dsvae", *controls}                                # the shipped unit's rows only
     for name, figure in controls.items():                                          # the same for any model
         low, high = res[name][figure]["ci"]
         assert set(res[name]) == {figure} and 0 <= low <= res[name][figure]["mean"] <= high <= 1
@@ -194,14 +194,30 @@ def test_train_and_experiments_end_to_end(tmp_path):
 def test_missing_weights_get_one_line(tmp_path):
     p = subprocess.run([sys.executable, "audio_experiments.py", "--data-root", SHARED, "--weights-dir", str(tmp_path)],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 2 and "audio_experiments.py --train" in p.stderr and "Traceback" not in p.stderr
+    assert p.returncode == 2 and "fsdd_200ms-spyl-0.pth" in p.stderr and "audio_experiments.py --train`" in p.stderr and "Traceback" not in p.stderr
+    (tmp_path / "fsdd_200ms-spyl-0.pth").write_bytes(b"")
+    (tmp_path / "fsdd_200ms-dsvae-0.pth").write_bytes(b"")
+    p = subprocess.run([sys.executable, "audio_experiments.py", "--data-root", SHARED, "--weights-dir", str(tmp_path), "--units", "fsdd_200ms,fsdd"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and "fsdd-spyl-0.pth" in p.stderr and "--train --units fsdd_200ms,fsdd`" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_units_pick_the_rows_and_bad_units_get_one_line():
+    import audio_experiments as ae
+    assert ae.rows_of(ae.parse_units("fsdd_200ms")) == {"spyl": "fsdd_200ms", "dsvae": "fsdd_200ms"}
+    assert set(ae.rows_of(ae.parse_units(" fsdd , fsdd_200ms,fsdd"))) == {"spyl", "dsvae", "spyl_640ms", "dsvae_640ms"}
+    assert ae.weights_path("w", "spyl_640ms", 2) == os.path.join("w", "fsdd-spyl-2.pth")
+    assert ae.weights_path("w", "dsvae", 0) == os.path.join("w", "fsdd_200ms-dsvae-0.pth")
+    for bad in ("", "fsdd_100ms", "fsdd,timit"):
+        with pytest.raises(SPYLError, match="give one or more of fsdd, fsdd_200ms"):
+            ae.parse_units(bad)
 
 
 @needs_data
 def test_search_trains_in_parallel_and_picks_up_where_it_stopped(tmp_path, monkeypatch, capsys):
     import audio_experiments
     tiny = ["--epochs", "1", "--warmup-epochs", "1", "--hidden", "16", "--g-dim", "8", "--s-dim", "8"]
-    monkeypatch.setattr(audio_experiments, "SEARCH", {"a": ("fsdd", tiny), "b": ("fsdd", tiny + ["--dsvae"])})
+    monkeypatch.setattr(audio_experiments, "SEARCH", {"a": ("fsdd_200ms", tiny), "b": ("fsdd_200ms", tiny + ["--dsvae"])})
     out = audio_experiments.search(SHARED, str(tmp_path), 2, str(tmp_path / "search.json"), str(tmp_path / "none"))
     assert set(out) == {"a", "b", *audio_experiments.CONTROLS} and out == json.loads((tmp_path / "search.json").read_text())
     assert all(0 <= out[r][k] <= 1 for r in ("a", "b") for k in ("static_eer", "dynamic_eer"))
@@ -213,10 +229,10 @@ def test_search_trains_in_parallel_and_picks_up_where_it_stopped(tmp_path, monke
     from model import SPYL
     assert SPYL.load(str(tmp_path / "search" / "b.pth")).config.dsvae and not SPYL.load(str(tmp_path / "search" / "a.pth")).config.dsvae
     stamp = (tmp_path / "search" / "a.pth").stat().st_mtime_ns
-    shutil.copy(tmp_path / "search" / "a.pth", tmp_path / "fsdd-spyl-0.pth")   # the preset's seed-0 model, scored beside
+    shutil.copy(tmp_path / "search" / "a.pth", tmp_path / "fsdd_200ms-spyl-0.pth")   # the preset's seed-0 model, scored beside
     again = audio_experiments.search(SHARED, str(tmp_path), 2, str(tmp_path / "again.json"), str(tmp_path))
     assert {k: again[k] for k in out} == out                                   # nothing retrained
-    assert again["the preset (spyl, fsdd-spyl-0.pth)"]["static_eer"] == out["a"]["static_eer"]
+    assert again["the preset (spyl, fsdd_200ms-spyl-0.pth)"]["static_eer"] == out["a"]["static_eer"]
     assert (tmp_path / "search" / "a.pth").stat().st_mtime_ns == stamp
     assert "a " in capsys.readouterr().out
 

@@ -196,6 +196,20 @@ def test_script_end_to_end(sprites_dir, tmp_path):
     assert Image.open(tmp_path / "fig" / "static_kept.png").size[1] > 8 * 64 * 2  # two sequences and three samples each
 
 
+@have_judges
+def test_script_judges_training_sequences_where_a_schedule_is_chosen(sprites_dir, tmp_path):
+    SPYL(tiny_config(conv_width=8)).save(tmp_path / "m.pth", data="sprites")
+    cmd = [sys.executable, "swaps_experiments.py", "--weights", str(tmp_path / "m.pth"), "--repeats", "1", "--no-oracle",
+           "--data-dir", str(sprites_dir), "--fig-dir", str(tmp_path / "fig"), "--split", "train", "--sequences", "252"]
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "train set (252 sequences)" in p.stdout
+    report = json.loads((tmp_path / "fig" / "swaps_train.json").read_text())
+    assert report["train_sequences"] == 252 and "test_sequences" not in report
+    assert 0 <= report["results"]["action"]["mean"] <= 1
+    assert sorted(os.listdir(tmp_path / "fig")) == ["swaps_train.json"]          # no figures, and the test report untouched
+
+
 @pytest.mark.parametrize("args,match", [
     (["--weights", "nope.pth"], "does not exist"),
     (["--judges", "nope.pth"], "no judge at nope.pth; train judges with `python judge.py"),
