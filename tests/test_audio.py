@@ -249,3 +249,20 @@ def test_an_interrupted_training_job_resumes_from_its_checkpoint(tmp_path):
     train.train_model("fsdd", out, run, SHARED, seed=0, flags=flags + ["--epochs", "2"], resume=True)
     import torch
     assert torch.load(os.path.join(run, "checkpoint.pt"), weights_only=False)["epoch"] == 2 and os.path.isfile(out)
+
+
+@needs_data
+def test_a_training_job_gives_the_same_floats_fresh_or_after_another_job(tmp_path):
+    import torch
+    import audio_experiments as ae
+    from model import SPYL
+    tiny = ["--epochs", "1", "--warmup-epochs", "0", "--hidden", "16", "--g-dim", "8", "--s-dim", "8"]
+    job = lambda name, seed: (ae._train_one(("fsdd_200ms", str(tmp_path / f"{name}.pth"), str(tmp_path / name), SHARED, False, seed, tiny), True),
+                              SPYL.load(str(tmp_path / f"{name}.pth")).state_dict())[1]
+    threads = torch.get_num_threads()
+    try:
+        first, other, again = job("first", 0), job("other", 1), job("again", 0)   # one process, as a pool worker runs them
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(first[k], again[k]) for k in first)                    # seed 0 after seed 1: the same floats
+    assert any(not torch.equal(first[k], other[k]) for k in first)                # and the seed matters
