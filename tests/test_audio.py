@@ -257,8 +257,12 @@ def test_a_training_job_gives_the_same_floats_fresh_or_after_another_job(tmp_pat
     import audio_experiments as ae
     from model import SPYL
     tiny = ["--epochs", "1", "--warmup-epochs", "0", "--hidden", "16", "--g-dim", "8", "--s-dim", "8"]
-    job = lambda name, seed: (ae._train_one(("fsdd_200ms", str(tmp_path / f"{name}.pth"), str(tmp_path / name), SHARED, False, seed, tiny), True),
-                              SPYL.load(str(tmp_path / f"{name}.pth")).state_dict())[1]
+
+    def job(name, seed):                                  # a --train job, then the weights it wrote
+        path = str(tmp_path / f"{name}.pth")
+        ae._train_one(("fsdd_200ms", path, str(tmp_path / name), SHARED, False, seed, tiny), True)
+        return SPYL.load(path).state_dict()
+
     threads = torch.get_num_threads()
     try:
         first, other, again = job("first", 0), job("other", 1), job("again", 0)   # one process, as a pool worker runs them
