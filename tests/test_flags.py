@@ -104,6 +104,15 @@ def test_presets_hold_only_valid_values():
         train.parse_args(["--preset", name])  # raises on any bad value
 
 
+def test_the_cpu_preset_fits_its_prior_and_starts_from_pytorch_init_unless_told_otherwise():
+    mcfg, tcfg, _, _ = train.parse_args(["--preset", "cpu"])
+    assert mcfg.init == "torch" and tcfg.fit_prior and tcfg.warmup_epochs < tcfg.epochs
+    assert SPYL(mcfg).s_mean.weight.std().item() > 0.02  # PyTorch's uniform(+-1/sqrt(512)), not the reference's N(0, 0.01^2)
+    mcfg, tcfg, _, _ = train.parse_args(["--preset", "cpu", "--init", "reference", "--no-fit-prior"])
+    assert mcfg.init == "reference" and not tcfg.fit_prior
+    assert SPYL(mcfg).s_mean.weight.std().item() == pytest.approx(0.01, rel=0.1)
+
+
 def test_help_shows_each_range_next_to_its_default(capsys):
     with pytest.raises(SystemExit):
         train.parse_args(["--help"])
