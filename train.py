@@ -1,7 +1,7 @@
 """Train SPYL. Reads top to bottom: config, data, model, loop, evaluation, checkpoint.
 
     python train.py                      # the paper's settings on Sprites
-    python train.py --preset cpu         # sized for a 2-core machine (about an hour)
+    python train.py --preset cpu         # sized for a 2-core machine (about an hour with bf16, two in fp32)
     python train.py --resume             # continue the run in --run-dir exactly
     torchrun --nproc_per_node=N train.py # DistributedDataParallel, same flags
 
@@ -338,7 +338,7 @@ def cpu_hint(preset, device, tcfg):
     w0, w1, c0, c1 = PAPER_CPU_EPOCH_MINUTES
     return (f"note: the paper preset is sized for a GPU; on 2 CPU cores an epoch takes about {w0}-{w1} min before the contrastive "
             f"terms start and {c0}-{c1} min after (bench.py), so {tcfg.epochs} epochs would take weeks. "
-            f"`python train.py --preset cpu` trains a real model on a CPU in about an hour; this run goes on as asked.")
+            f"`python train.py --preset cpu` trains a real model on 2 cores in 1-2 hours; this run goes on as asked.")
 
 
 def start_from(model, path, mcfg):
