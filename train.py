@@ -1,7 +1,7 @@
 """Train SPYL. Reads top to bottom: config, data, model, loop, evaluation, checkpoint.
 
-    python train.py                      # the paper's settings on Sprites
-    python train.py --preset cpu         # sized for a 2-core machine (about an hour with bf16, two in fp32)
+    python train.py                      # --preset auto: the paper's settings on a CUDA GPU, the cpu preset elsewhere
+    python train.py --preset paper       # the paper's settings anywhere (sized for a GPU)
     python train.py --resume             # continue the run in --run-dir exactly
     torchrun --nproc_per_node=N train.py # DistributedDataParallel, same flags
 
@@ -34,6 +34,7 @@ from utils import (ArgumentParser, SPYLError, atomic_torch_save, atomic_write, b
 @dataclass
 class TrainConfig:
     """How to train; defaults are the paper's (Adam 2e-3, batch 128, 50 warm-up epochs)."""
+    preset: str = "auto"         # a whole set of defaults (PRESETS); auto: the data set's own, else paper on CUDA, cpu elsewhere
     dataset: str = "auto"        # auto (Sprites, else the built-in set, loudly), sprites, builtin, etth1, airquality, physionet, fsdd, fsdd_200ms
     sheets: str = ""             # folder of the sprite-sheet parts, or of the pre-built sprites_*.npy
     data_dir: str = "data"       # where the composed Sprites are cached
@@ -111,6 +112,7 @@ for _name, _module, _extra in (("etth1", TIMESERIES["etth1"], {"batch_size": 7, 
 for _unit in AUDIO.values():
     PRESETS[_unit.NAME] = {**_SERIES, "dataset": _unit.NAME, "x_dim": _unit.STEP_DIM, "frames": _unit.SEGMENT, "s_dim": 64,
                            "batch_size": 64, "bank_factor": 2, "n_negatives": 64, "epochs": 60, "warmup_epochs": 20, "log_every": 20}
+TRAIN_RULES["preset"] = one_of("auto", *PRESETS)
 # Fields that shape the weights: a model file given to --init-from must agree on them.
 ARCHITECTURE_FIELDS = ("frames", "channels", "image_size", "frame_net", "x_dim", "conv_width", "s_dim", "d_dim", "g_dim", "hidden")
 # Fields a resumed run may change; anything else must match the checkpoint.
@@ -119,9 +121,9 @@ RESUMABLE = {"epochs", "device", "out", "save_every", "eval_every", "judge", "lo
 
 
 def parse_args(argv=None):
-    """(SPYLConfig, TrainConfig, the flags given, the preset's name) from --preset and one flag per config field."""
+    """(SPYLConfig, TrainConfig, the flags given, why the preset was chosen) from --preset and one
+    flag per config field; the TrainConfig holds the preset resolved (auto -> its choice)."""
     p = ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default=None, help=f"a whole set of defaults: {', '.join(PRESETS)} (default: the data set's own, else paper)")
     for cls, rules in ((SPYLConfig, CONFIG_RULES), (TrainConfig, TRAIN_RULES)):
         group = p.add_argument_group(cls.__name__)
         for f in fields(cls):
@@ -133,14 +135,29 @@ def parse_args(argv=None):
                 allowed = f"; {rule.describe()}" if rule else ""
                 group.add_argument(flag, type=type(f.default), default=argparse.SUPPRESS, help=f"default {f.default}{allowed}")
     args = vars(p.parse_args(argv))
-    preset = args.pop("preset") or (args["dataset"] if args.get("dataset") in {**TIMESERIES, **AUDIO} else "paper")
-    if preset not in PRESETS:
-        raise SPYLError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    values = {**PRESETS[preset], **args}
+    preset = args.pop("preset", "auto")
+    if TRAIN_RULES["preset"].check(preset):
+        raise SPYLError(f"--preset {TRAIN_RULES['preset'].check(preset)}")
+    preset, why = (auto_preset(args.get("dataset", "auto"), args.get("device", "auto")) if preset == "auto"
+                   else (preset, "asked for"))
+    values = {**PRESETS[preset], **args, "preset": preset}
     split = lambda cls: {k: v for k, v in values.items() if k in {f.name for f in fields(cls)}}
     mcfg, tcfg = SPYLConfig(**split(SPYLConfig)), TrainConfig(**split(TrainConfig))
     check_combination(mcfg, tcfg)
-    return mcfg, tcfg, set(args), preset
+    return mcfg, tcfg, set(args), why
+
+
+def auto_preset(dataset, device_name):
+    """(preset, why) for --preset auto: a time-series or speech set's own preset; else the paper's
+    on a CUDA device, which it is sized for, and the cpu preset anywhere else (MPS included: the
+    paper preset has not been timed there, and the cpu preset finishes on any machine)."""
+    if dataset in {**TIMESERIES, **AUDIO}:
+        return dataset, f"the {dataset} data set's own"
+    device = pick_device(device_name)
+    if device.type == "cuda":
+        return "paper", f"a CUDA device ({torch.cuda.get_device_name(device)}); --preset cpu for the small model"
+    return "cpu", (f"no CUDA device here ({device.type} only): a real model in 1-2 hours on 2 cores; "
+                   "--preset paper for the paper's settings, sized for a GPU")
 
 
 def check_combination(mcfg, tcfg):
@@ -427,11 +444,13 @@ def init_processes(tcfg):
 
 def main(argv=None):
     # ---- config --------------------------------------------------------------
-    mcfg, tcfg, given, preset = parse_args(argv)
+    mcfg, tcfg, given, why = parse_args(argv)
     mcfg, tcfg, ckpt = resume_checkpoint(mcfg, tcfg, given)
     ckpt_path = os.path.join(tcfg.run_dir, "checkpoint.pt")
     device, rank, world = init_processes(tcfg)
     distributed, main_process = world > 1, rank == 0
+    if main_process:
+        print(f"preset {tcfg.preset}: {'the run being resumed' if ckpt is not None else why}", file=sys.stderr)
     if tcfg.cuda_graph and (device.type != "cuda" or distributed):
         raise SPYLError(f"--cuda-graph needs a single CUDA device, and this run is on {device}{f' x{world}' if distributed else ''}; drop --cuda-graph")
     amp_dtype = resolve_precision(tcfg.precision, device)
@@ -478,7 +497,7 @@ def main(argv=None):
         print(f"SPYL{' (DSVAE baseline)' if mcfg.dsvae else ''}: {n_params / 1e6:.2f}M parameters | data {train.name}: "
               f"{len(train)} train / {len(val_x)} {held_name} for the validation loss | {device}{f' x{world}' if distributed else ''} | "
               f"{'bf16 autocast' if amp_dtype else 'fp32'} | run folder {tcfg.run_dir}", file=sys.stderr)
-        hint = cpu_hint(preset, device, tcfg)
+        hint = cpu_hint(tcfg.preset, device, tcfg)
         if hint:
             print(hint, file=sys.stderr)
 

@@ -1,12 +1,14 @@
 """What a new user meets first: a bar that moves from the first step, a hint when the paper
 preset runs on a CPU, starting from a model file, and the model from torch.hub."""
 import json
+import sys
 
 import pytest
 import torch
 
 import train
 from conftest import ROOT, tiny_config
+from dataloader import load_builtin
 from model import SPYL
 from step import TrainStep
 from test_train import FAST
@@ -74,9 +76,45 @@ def test_train_prints_the_hint_before_training(tmp_path, capsys, monkeypatch):
         raise FirstStep
     monkeypatch.setattr(train, "train_epoch", first_step)  # stop where training would begin
     with pytest.raises(FirstStep):
-        train.main(["--dataset", "builtin", "--chars", "12", "--batch-size", "8", "--n-negatives", "32", "--epochs", "1", "--run-dir", str(tmp_path / "r")])
+        train.main(["--preset", "paper", "--dataset", "builtin", "--chars", "12", "--batch-size", "8", "--n-negatives", "32",
+                    "--epochs", "1", "--run-dir", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert "note: the paper preset is sized for a GPU" in err and "--preset cpu" in err
+
+
+def test_auto_picks_the_paper_preset_on_cuda_the_cpu_preset_elsewhere_and_the_data_sets_own(monkeypatch):
+    mcfg, tcfg, _, why = train.parse_args([])
+    assert tcfg.preset == "cpu" and mcfg.conv_width == train.PRESETS["cpu"]["conv_width"] and "--preset paper" in why
+    monkeypatch.setattr(train, "pick_device", lambda name: torch.device("cuda"))  # a CUDA machine, faked
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU")
+    mcfg, tcfg, _, why = train.parse_args([])
+    assert tcfg.preset == "paper" and mcfg.conv_width == 64 and tcfg.epochs == 1000 and "Fake GPU" in why
+    assert train.parse_args(["--dataset", "etth1"])[1].preset == "etth1"
+    assert train.parse_args(["--preset", "cpu"])[1].preset == "cpu"           # asked for: kept, on CUDA too
+    mcfg, tcfg, _, _ = train.parse_args(["--batch-size", "64", "--conv-width", "8"])
+    assert (tcfg.batch_size, mcfg.conv_width, tcfg.preset) == (64, 8, "paper")  # flags still override it
+
+
+def test_train_with_no_flags_on_a_cpu_says_it_trains_the_cpu_preset_and_records_it(tmp_path, capsys, monkeypatch):
+    class FirstStep(Exception):
+        pass
+
+    def first_step(*args, **kw):
+        raise FirstStep
+    monkeypatch.setattr(train, "train_epoch", first_step)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+    monkeypatch.setattr(train, "load_dataset", lambda *a, **kw: load_builtin(chars=12))  # no download in a test
+    with pytest.raises(FirstStep):
+        train.main()
+    first = capsys.readouterr().err.splitlines()[0]
+    assert first.startswith("preset cpu: no CUDA device") and "--preset paper" in first
+    monkeypatch.undo()
+    small = ["--dataset", "builtin", "--chars", "12", "--conv-width", "4", "--batch-size", "8", "--n-negatives", "4", "--epochs", "1",
+             "--warmup-epochs", "1", "--eval-every", "0", "--no-fit-prior", "--run-dir", str(tmp_path / "run")]
+    train.main(small)  # no --preset: auto, the cpu preset's values under these flags
+    stored = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert stored["train_config"]["preset"] == "cpu" and stored["config"]["init"] == "torch"  # the resolved name, not "auto"
 
 
 def test_init_from_starts_from_a_model_file(tmp_path):

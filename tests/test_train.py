@@ -68,7 +68,7 @@ def test_existing_run_is_not_overwritten(tmp_path):
 
 
 @pytest.mark.parametrize("args,match", [
-    (["--preset", "huge"], "unknown preset"),
+    (["--preset", "huge"], "--preset must be one of auto, paper, cpu"),
     (["--device", "tpu"], "device"),
     (["--batch-size", "5000"], "larger than the training set"),
     (["--precision", "fp8"], "precision"),
