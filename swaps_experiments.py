@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dataloader import ATTRIBUTES, N_CHARACTERS, SequenceData, load_dataset
+from dataloader import ATTRIBUTES, AUDIO, N_CHARACTERS, TIMESERIES, SequenceData, load_dataset
 from judge import inception_metrics, judge_paths, load_judges
 from model import SPYL
 from oracle import REAL_FRAME_RMS, PixelOracle, variants_read
@@ -365,6 +365,16 @@ def plot_swap_curves(run_dirs, path):
     save_figure(fig, path, dpi=90)
 
 
+def check_video_model(ckpt, path):
+    """Refuse, in one line naming the script that evaluates it, a model of another modality: the
+    swap experiments judge video (Sprites and the built-in set)."""
+    data = ckpt.get("data") if isinstance(ckpt, dict) else None
+    script = "timeseries_experiments.py" if data in TIMESERIES else "audio_experiments.py" if data in AUDIO else None
+    if script:
+        raise SPYLError(f"{path} is a model of the {data} data set, not of video; the swap experiments judge Sprites and the built-in set. "
+                        f"Evaluate it with `python {script}`")
+
+
 def main(argv=None):
     p = ArgumentParser(description="Swap experiments with a judge ensemble and the pixel oracle.")
     p.add_argument("--weights", default="weights/model.pth", help="a model (SPYL.save) or a train.py checkpoint")
@@ -410,6 +420,7 @@ def main(argv=None):
         model, data_name, a.weights = None, "sprites", "real test sequences"
     else:
         ckpt = load_checkpoint(a.weights)
+        check_video_model(ckpt, a.weights)
         model = SPYL.from_checkpoint(ckpt, a.weights).to(device).eval()
         model = evaluation_layout(model)
         data_name = ckpt.get("data", "sprites")  # from_checkpoint has checked it is our dict

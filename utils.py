@@ -205,6 +205,12 @@ def load_checkpoint(path, map_location="cpu"):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise SPYLError(f"checkpoint {path} does not exist; train one with `python train.py --out {path}` or pass --weights")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    # torch.save writes a zip archive (PK..); files from before PyTorch 1.6 are a bare pickle (0x80, the protocol byte)
+    if not (head.startswith(b"PK") or head.startswith(b"\x80")):
+        raise SPYLError(f"{path} is not a PyTorch checkpoint (it is {'empty' if not head else 'neither a zip archive nor a pickle'}); "
+                        "pass a model file written by train.py --out or SPYL.save")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -212,7 +218,7 @@ def load_checkpoint(path, map_location="cpu"):
             raise SPYLError(f"{path} holds pickled Python objects, not only tensors; refusing to load it because unpickling can run code. "
                             "Save a state dict (model.save) instead") from None
         raise SPYLError(f"{path} is truncated or corrupt ({str(e).splitlines()[0]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError) as e:
         raise SPYLError(f"{path} is truncated, corrupt or not a PyTorch file ({type(e).__name__}); re-download or re-train it") from None
 
 

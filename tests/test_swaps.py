@@ -222,6 +222,34 @@ def test_script_bad_input(tmp_path, args, match):
     assert p.returncode == 2 and match in p.stderr and "Traceback" not in p.stderr
 
 
+@pytest.mark.parametrize("data, script", [("fsdd_200ms", "audio_experiments.py"), ("etth1", "timeseries_experiments.py")])
+def test_a_model_of_another_modality_is_sent_to_the_script_that_evaluates_it(tmp_path, data, script):
+    SPYL(tiny_config(frame_net="mlp", x_dim=5)).save(tmp_path / "m.pth", data=data)
+    code, err = run_script(swaps_experiments.main, ["--weights", str(tmp_path / "m.pth"), "--fig-dir", str(tmp_path / "fig")])
+    assert code == 2 and f"model of the {data} data set" in err and f"python {script}" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "fig").exists()
+
+
+@pytest.mark.parametrize("content, what", [(b"hello world\n", "neither a zip archive nor a pickle"), (b"", "empty")])
+def test_a_file_that_is_not_a_checkpoint_is_called_that(tmp_path, content, what):
+    (tmp_path / "notes.txt").write_bytes(content)
+    code, err = run_script(swaps_experiments.main, ["--weights", str(tmp_path / "notes.txt"), "--fig-dir", str(tmp_path / "fig")])
+    assert code == 2 and err.strip() == f"error: {tmp_path / 'notes.txt'} is not a PyTorch checkpoint (it is {what}); " \
+        "pass a model file written by train.py --out or SPYL.save"
+
+
+def run_script(main, argv):
+    """(exit status, stderr) of a script's main run in this process, as run_main runs it."""
+    import contextlib
+    import io
+    from utils import run_main
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exit_:
+        run_main(main, argv)
+        sys.exit(0)
+    return exit_.value.code, err.getvalue()
+
+
 def test_script_refuses_a_judge_for_another_data_set(tmp_path):
     SPYL(tiny_config()).save(tmp_path / "m.pth", data="builtin")
     save_judge(tmp_path / "j.pth", dataset="sprites")
