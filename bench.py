@@ -29,7 +29,7 @@ import torch
 import train
 from model import SPYL, SPYLConfig
 from step import TrainStep, make_optimizer
-from utils import ArgumentParser, SPYLError, between, one_of, atomic_write, peak_memory_mib, pick_device, run_main
+from utils import ArgumentParser, SPYLError, between, one_of, atomic_write, peak_memory_mib, pick_device, resolve_precision, run_main
 
 # The ablation's rows in order, each the row above plus one change; +compile, on request, is
 # +fused-prior with torch.compile in place of the graph.
@@ -64,7 +64,7 @@ def build_step(preset, row, device):
         model = model.to(memory_format=torch.channels_last)
     amp = None
     if "bf16" in on:
-        amp = torch.bfloat16 if device.type == "cuda" else train.resolve_precision("auto", device)
+        amp = torch.bfloat16 if device.type == "cuda" else resolve_precision("auto", device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     opt = make_optimizer(model, 2e-3, cuda_graph="graph" in on)

@@ -38,7 +38,7 @@ from dataloader import ATTRIBUTES, AUDIO, N_CHARACTERS, TIMESERIES, SequenceData
 from judge import inception_metrics, judge_paths, load_judges
 from model import SPYL
 from oracle import REAL_FRAME_RMS, PixelOracle, variants_read
-from utils import (ArgumentParser, SPYLError, between, atomic_write, figure, load_checkpoint, pick_device, run_main, save_figure, save_labelled_grid,
+from utils import (ArgumentParser, SPYLError, autocast, between, cpu_has_bf16_units, atomic_write, figure, load_checkpoint, pick_device, resolve_precision, run_main, save_figure, save_labelled_grid,
                    seed_everything, sequence_grid, sha256_file)
 
 INFO_FIGURES = ("IS", "H(y|x)", "H(y)")
@@ -78,10 +78,13 @@ class Stages:
         return "\n".join(f"  {k:<24}{v:8.1f} s {100 * v / total:5.1f}%" for k, v in rows) + f"\n  {'total':<24}{total:8.1f} s"
 
 
-def evaluation_layout(model):
+def evaluation_layout(model, device=None, amp_dtype=None):
     """The model laid out as the evaluation runs it: channels-last for the conv frame nets
-    (measured: decoding and judging channels-last frames is 1.4-1.5x faster on a CPU)."""
-    return model.to(memory_format=torch.channels_last) if model.config.frame_net == "conv" else model
+    (measured: decoding and judging channels-last frames is 1.4-1.5x faster on a CPU), except
+    in bf16 on a CPU without bf16 units, where the channels-last bf16 kernels are emulated
+    (measured on such a CPU: decoding 10x slower than contiguous)."""
+    emulated = amp_dtype is not None and device is not None and device.type == "cpu" and not cpu_has_bf16_units()
+    return model.to(memory_format=torch.channels_last) if model.config.frame_net == "conv" and not emulated else model
 
 
 def batches_of(n, batch_size=BATCH):
@@ -103,7 +106,7 @@ def draw_codes(model, n, T, repeats, batch_size=BATCH):
 
 
 @torch.no_grad()
-def swap_scores(model, judges, data, device, oracle=None, repeats=1, batch_size=BATCH, stages=None):
+def swap_scores(model, judges, data, device, oracle=None, repeats=1, batch_size=BATCH, stages=None, amp_dtype=None):
     """`repeats` draws of every figure over the whole of data (no partial batch dropped), every
     judge reading the same generated sequences. judges: {name: Judge}. model None reads the real
     sequences in place of both kinds of sample: the ceiling of every figure (nothing is drawn,
@@ -115,6 +118,11 @@ def swap_scores(model, judges, data, device, oracle=None, repeats=1, batch_size=
     repeat, and its static-kept samples of ORACLE_GROUP repeats at a time (with 5 repeats: all of
     them and the reconstructions) are read by the oracle together, so the renders of each
     character are built once per group.
+
+    amp_dtype (torch.bfloat16, or None for fp32) is the autocast of the decoder and the judges.
+    Encoding and the oracle stay in fp32: the oracle's squared distances are |a|^2 + |b|^2 - 2 a.b
+    with a.b near 10^3, and a bf16 product rounds it by several units, about the size of the
+    real-frame threshold itself (0.03^2 x 12288 = 11).
 
     Returns (per repeat: ({judge: {figure: value}}, {oracle figure: value}, empty without an
     oracle), the reconstructions' oracle_real_frames or None)."""
@@ -159,11 +167,11 @@ def swap_scores(model, judges, data, device, oracle=None, repeats=1, batch_size=
                 x_action = x_static = x
             else:
                 s_draw, d_draw = (t[idx[0]:idx[-1] + 1] for t in draws[r])
-                with stages("decode"):
+                with stages("decode"), autocast(device, amp_dtype):
                     x_action = model.decode(s_draw, d_mean)               # motion kept, appearance drawn
                     x_static = model.decode(s_mean, d_draw)               # appearance kept, motion drawn
             for name, judge in judges.items():
-                with stages(f"judge {name}"):
+                with stages(f"judge {name}"), autocast(device, amp_dtype):
                     la = judge(x_action)
                     ls = la if x_static is x_action else judge(x_static)  # real sequences: one read serves both
                 probs[r][name].append(la[0].float().softmax(1).cpu())
@@ -181,7 +189,7 @@ def swap_scores(model, judges, data, device, oracle=None, repeats=1, batch_size=
                 stages.bar.update(len(idx))
         if oracle is not None:
             if model is not None:
-                with stages("decode"):
+                with stages("decode"), autocast(device, amp_dtype):
                     pending.append((None, model.decode(s_mean, d_mean)))  # reconstructions: the realism ceiling
             read(pending)
     n = len(data)
@@ -201,14 +209,15 @@ def swap_scores(model, judges, data, device, oracle=None, repeats=1, batch_size=
     return runs, (float(recon_real[0] / n) if oracle is not None and model is not None else None)
 
 
-def evaluate(model, judges, data, device, repeats=5, seed=0, oracle=None, progress=True, stages=None):
+def evaluate(model, judges, data, device, repeats=5, seed=0, oracle=None, progress=True, stages=None, amp_dtype=None):
     """Every figure over `repeats` fresh draws: {figure: {"mean", "std", "judges", "spread"}}.
 
     mean and std are over repeats of the judges' mean; "judges" holds each judge's mean over
     repeats and "spread" their max - min. Oracle figures have mean and std only;
     oracle_real_frames_by_step has a list of each (one per step). The bar counts sequences
     read, over every repeat, so its ETA is the whole run's; pass `stages` (a Stages) to get the
-    time of each stage back.
+    time of each stage back; amp_dtype (torch.bfloat16, or None: fp32) is the autocast of the
+    decoder and the judges (swap_scores).
     """
     seed_everything(seed)
     passes = 1 if model is None else repeats
@@ -217,7 +226,7 @@ def evaluate(model, judges, data, device, repeats=5, seed=0, oracle=None, progre
     stages = stages or Stages()
     stages.bar = None if bar.disable else bar
     try:
-        runs, recon = swap_scores(model, judges, data, device, oracle, repeats, stages=stages)
+        runs, recon = swap_scores(model, judges, data, device, oracle, repeats, stages=stages, amp_dtype=amp_dtype)
     finally:
         bar.close()
         stages.bar = None
@@ -392,6 +401,9 @@ def main(argv=None):
                    help="train: judge samples of the training sequences instead, where a schedule is chosen (Sprites has no "
                         "validation split, and nothing is chosen on test); writes the JSON only")
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="the decoder and the judges in bf16 autocast (auto: where the hardware has bf16 units, CUDA or a CPU with "
+                        "AMX or AVX512-BF16) or fp32; encoding and the pixel oracle are always fp32")
     p.add_argument("--fig-dir", default="fig")
     p.add_argument("--out-json", default="", help="default: <fig-dir>/swaps.json")
     p.add_argument("--curves", nargs="+", metavar="RUN_DIR", help="only plot swap accuracy against epoch for these train.py run folders")
@@ -416,13 +428,14 @@ def main(argv=None):
         print(markdown_rows(reports))
         return
     device = pick_device(a.device)
+    amp_dtype = resolve_precision(a.precision, device)
     if a.real:
         model, data_name, a.weights = None, "sprites", "real test sequences"
     else:
         ckpt = load_checkpoint(a.weights)
         check_video_model(ckpt, a.weights)
         model = SPYL.from_checkpoint(ckpt, a.weights).to(device).eval()
-        model = evaluation_layout(model)
+        model = evaluation_layout(model, device, amp_dtype)
         data_name = ckpt.get("data", "sprites")  # from_checkpoint has checked it is our dict
     paths = a.judges or judge_paths(data_name)
     judges = load_judges(paths, data_name, device)
@@ -437,10 +450,11 @@ def main(argv=None):
         test = train
     if a.sequences and a.sequences < len(test):  # after the oracle, which renders characters from the whole split
         test = SequenceData(test.x[:a.sequences], test.labels[:a.sequences], test.name)
-    title = f"{a.weights} on the {data_name} {a.split} set ({len(test)} sequences), {a.repeats} repeats, seed {a.seed}"
+    precision = "bf16" if amp_dtype else "fp32"
+    title = f"{a.weights} on the {data_name} {a.split} set ({len(test)} sequences), {a.repeats} repeats, seed {a.seed}, {precision}"
     print(f"{title}, {len(judges)} judges{' and the pixel oracle' if oracle else ''}", file=sys.stderr)
     stages, t0 = Stages(), time.perf_counter()
-    results = evaluate(model, judges, test, device, a.repeats, a.seed, oracle, stages=stages)
+    results = evaluate(model, judges, test, device, a.repeats, a.seed, oracle, stages=stages, amp_dtype=amp_dtype)
     seconds = time.perf_counter() - t0
     print(f"evaluated in {seconds / 60:.1f} min" + (f"; where the time went:\n{stages.table()}" if a.profile else ""), file=sys.stderr)
     print(f"{title}; judges: {', '.join(judges)}")
@@ -448,7 +462,8 @@ def main(argv=None):
     out_json = a.out_json or os.path.join(a.fig_dir, "swaps" + "_real" * a.real + "_train" * (a.split == "train") + ".json")
     report = {"weights": a.weights, "weights_sha256": None if a.real else sha256_file(a.weights),
               "judges": {os.path.basename(p): sha256_file(p) for p in paths}, "oracle": oracle is not None,
-              "data": data_name, f"{a.split}_sequences": len(test), "seed": a.seed, "repeats": a.repeats, "results": results}
+              "data": data_name, f"{a.split}_sequences": len(test), "seed": a.seed, "repeats": a.repeats, "precision": precision,
+              "seconds": round(seconds, 1), "results": results}
     atomic_write(out_json, lambda f: json.dump(report, f, indent=1), mode="w")
     if a.real or a.split == "train":
         print(f"wrote {out_json}")

@@ -26,8 +26,8 @@ from judge import judge_paths, load_judges
 from swaps_experiments import evaluate
 from model import CHECKPOINT_VERSION, CONFIG_RULES, SPYL, SPYLConfig
 from step import TrainStep, make_optimizer
-from utils import (ArgumentParser, SPYLError, atomic_torch_save, atomic_write, between, check_bools, check_fields, check_writable, figure,
-                   load_checkpoint, one_of, peak_memory_mib, pick_device, remove_stale_temporaries, rng_state, run_main, save_figure,
+from utils import (ArgumentParser, SPYLError, atomic_torch_save, autocast, atomic_write, between, check_bools, check_fields, check_writable, figure,
+                   load_checkpoint, one_of, peak_memory_mib, pick_device, resolve_precision, remove_stale_temporaries, rng_state, run_main, save_figure,
                    save_png, seed_everything, sequence_grid, set_rng_state)
 
 
@@ -179,29 +179,6 @@ def check_combination(mcfg, tcfg):
               f"switch on: this run trains a DSVAE-like model", file=sys.stderr)
 
 
-def resolve_precision(name, device):
-    """The autocast dtype for a precision name, or None for plain fp32."""
-    if name == "fp32":
-        return None
-    if name == "bf16":
-        return torch.bfloat16
-    if name != "auto":
-        raise SPYLError(f"unknown precision {name!r}; use auto, bf16 or fp32")
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    if device.type == "cpu":  # measured: without AMX tiles bf16 autocast is slower than fp32 (bench.py)
-        return torch.bfloat16 if _cpu_has_amx() else None
-    return None
-
-
-def _cpu_has_amx():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return "amx_bf16" in f.read()
-    except OSError:
-        return False
-
-
 class Stop:
     """First Ctrl-C: finish the step, save, exit. Second: exit at once."""
 
@@ -331,14 +308,14 @@ def validate(model, val_x, judges, test, device, amp_dtype, contrastive, tcfg):
     """Validation loss, reconstructions of 4 validation sequences and, with judges, one swap
     evaluation (its own random draws; training's stream is restored). Returns (loss, recon, swap)."""
     model.eval()
-    with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+    with torch.no_grad(), autocast(device, amp_dtype):
         chunks = val_x.split(tcfg.batch_size)  # batch-sized, so the negative bank stays batch-sized too
         val_loss = sum(model(c, contrastive=contrastive)["loss"].item() * len(c) for c in chunks) / len(val_x)
         recon = model.decode(*model.encode(val_x[:4])[::2])
     swap = None
     if judges:
         state = rng_state()
-        scores = evaluate(model, judges, test, device, repeats=1, seed=tcfg.seed, progress=False)
+        scores = evaluate(model, judges, test, device, repeats=1, seed=tcfg.seed, progress=False, amp_dtype=amp_dtype)
         set_rng_state(state)
         swap = {k: round(v["mean"], 4) for k, v in scores.items()}
     model.train()

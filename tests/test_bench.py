@@ -5,8 +5,8 @@ import sys
 
 import torch
 
-import train
 from conftest import ROOT
+from utils import resolve_precision
 
 
 def test_bench_reports_every_measurement(tmp_path):
@@ -19,7 +19,7 @@ def test_bench_reports_every_measurement(tmp_path):
     assert [(r["preset"], r["mode"]) for r in report["train_steps"]] == [("tiny", "plain"), ("tiny", "+no-read-back"), ("tiny", "+fused-prior")]
     assert report["torch"] == __import__("torch").__version__ and report["date"] and report["warmup_steps"] == 1
     # every row after plain includes +bf16, which on a CPU is what train.py would pick: bf16 on AMX, else fp32
-    cpu_auto = "fp32" if train.resolve_precision("auto", torch.device("cpu")) is None else "bf16"
+    cpu_auto = "fp32" if resolve_precision("auto", torch.device("cpu")) is None else "bf16"
     for r in report["train_steps"]:
         for phase in ("warm-up", "contrastive"):
             m = r[phase]
