@@ -45,6 +45,7 @@ INFO_FIGURES = ("IS", "H(y|x)", "H(y)")
 ORACLE_FACTORS = tuple(f"oracle_{a}" for a in ATTRIBUTES)
 # Judges that disagree by more than this on a figure get it flagged: 1 point of accuracy; 0.05 on IS and the entropies.
 FLAG = {"accuracy": 0.01, "info": 0.05}
+RELEASED = os.path.join("weights", "model.pth")
 BATCH = 252  # 28 whole characters of the test set (9 sequences each), so the oracle renders each character once
 
 
@@ -374,6 +375,14 @@ def plot_swap_curves(run_dirs, path):
     save_figure(fig, path, dpi=90)
 
 
+def default_fig_dir(weights, real=False):
+    """fig/ for the released model and the real sequences (the files the README shows); for any
+    other model a folder beside it (runs/x/model.pth -> runs/x/model_eval/)."""
+    if real or os.path.abspath(weights) == os.path.abspath(RELEASED):
+        return "fig"
+    return os.path.splitext(weights)[0] + "_eval"
+
+
 def check_video_model(ckpt, path):
     """Refuse, in one line naming the script that evaluates it, a model of another modality: the
     swap experiments judge video (Sprites and the built-in set)."""
@@ -386,7 +395,7 @@ def check_video_model(ckpt, path):
 
 def main(argv=None):
     p = ArgumentParser(description="Swap experiments with a judge ensemble and the pixel oracle.")
-    p.add_argument("--weights", default="weights/model.pth", help="a model (SPYL.save) or a train.py checkpoint")
+    p.add_argument("--weights", default=RELEASED, help="a model (SPYL.save) or a train.py checkpoint")
     p.add_argument("--judges", nargs="+", default=None, metavar="PATH", help="default: every judge for the model's data set in weights/")
     p.add_argument("--no-oracle", action="store_true", help="skip the pixel oracle")
     p.add_argument("--repeats", type=between(1, 1000), default=5, help="fresh draws of every sample; 1 to 1000")
@@ -404,8 +413,10 @@ def main(argv=None):
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                    help="the decoder and the judges in bf16 autocast (auto: where the hardware has bf16 units, CUDA or a CPU with "
                         "AMX or AVX512-BF16) or fp32; encoding and the pixel oracle are always fp32")
-    p.add_argument("--fig-dir", default="fig")
+    p.add_argument("--fig-dir", default="", help=f"where the JSON and figures go (default: fig/ for the released {RELEASED} and --real; "
+                   "for any other model a folder beside it, my_model.pth -> my_model_eval/, so fig/'s shipped files stay as shipped)")
     p.add_argument("--out-json", default="", help="default: <fig-dir>/swaps.json")
+    p.add_argument("--label", default="", help="the row's name in the JSON and the --markdown table (default: the --weights path)")
     p.add_argument("--curves", nargs="+", metavar="RUN_DIR", help="only plot swap accuracy against epoch for these train.py run folders")
     p.add_argument("--markdown", nargs="+", metavar="JSON", help="only print the README results table from these swaps JSON files")
     p.add_argument("--profile", action="store_true", help="print the seconds spent in each stage (encode, draw, decode, each judge, oracle)")
@@ -413,7 +424,7 @@ def main(argv=None):
                    "instead of a model; writes <fig-dir>/swaps_real.json")
     a = p.parse_args(argv)
     if a.curves:
-        path = os.path.join(a.fig_dir, "swap_accuracy.png")
+        path = os.path.join(a.fig_dir or "fig", "swap_accuracy.png")
         plot_swap_curves(a.curves, path)
         print(f"wrote {path}")
         return
@@ -427,6 +438,7 @@ def main(argv=None):
                 raise SPYLError(f"cannot read {path} as a swaps JSON report ({e})") from None
         print(markdown_rows(reports))
         return
+    a.fig_dir = a.fig_dir or default_fig_dir(a.weights, a.real)
     device = pick_device(a.device)
     amp_dtype = resolve_precision(a.precision, device)
     if a.real:
@@ -460,7 +472,7 @@ def main(argv=None):
     print(f"{title}; judges: {', '.join(judges)}")
     print(format_table(results))
     out_json = a.out_json or os.path.join(a.fig_dir, "swaps" + "_real" * a.real + "_train" * (a.split == "train") + ".json")
-    report = {"weights": a.weights, "weights_sha256": None if a.real else sha256_file(a.weights),
+    report = {"weights": a.label or a.weights, "weights_sha256": None if a.real else sha256_file(a.weights),
               "judges": {os.path.basename(p): sha256_file(p) for p in paths}, "oracle": oracle is not None,
               "data": data_name, f"{a.split}_sequences": len(test), "seed": a.seed, "repeats": a.repeats, "precision": precision,
               "seconds": round(seconds, 1), "results": results}

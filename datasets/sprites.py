@@ -201,8 +201,13 @@ def load_legacy_npy(folder, chunk=500):
         for key, shape in expect.items():
             if arrays[key].shape != shape:
                 raise SPYLError(f"sprites_{key}_{split}.npy has shape {arrays[key].shape}, expected {shape}")
-            if not (np.issubdtype(arrays[key].dtype, np.number) or arrays[key].dtype == bool):
-                raise SPYLError(f"sprites_{key}_{split}.npy has dtype {arrays[key].dtype}, expected numbers")
+            dtype = arrays[key].dtype
+            if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating) or dtype == bool):
+                raise SPYLError(f"sprites_{key}_{split}.npy has dtype {dtype}, expected real numbers")
+        for key in "AD":  # labels: one-hot rows (the first frame's; every frame carries the same)
+            first = np.asarray(arrays[key][:, 0], dtype=np.float32)
+            if first.size and not (np.isin(first, (0.0, 1.0)).all() and (first.sum(-1) == 1).all()):
+                raise SPYLError(f"sprites_{key}_{split}.npy holds labels that are not one-hot (each row one 1, the rest 0)")
         x = np.empty((n,) + expect["X"][1:], np.uint8)
         scale = None
         for i in range(0, n, chunk):

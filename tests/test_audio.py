@@ -184,6 +184,11 @@ def test_train_and_experiments_end_to_end(tmp_path):
         assert all(0 <= v["mean"] <= 1 for v in row.values())
         assert row["static_eer"]["std"] < 1e-12 and row["dynamic_eer"]["std"] < 1e-12   # one model thrice: the EER has no seed
         assert all(v["ci"][0] <= v["mean"] <= v["ci"][1] for v in (row["static_eer"], row["dynamic_eer"]))
+    printed = {line.split()[0]: line for line in p.stdout.splitlines() if line.strip()}
+    for name, row in res.items():                                                  # every computed row, as computed
+        for figure in ("static_eer", "dynamic_eer"):
+            if figure in row:
+                assert f"{100 * row[figure]['mean']:.2f} ± {100 * row[figure]['std']:.2f}" in printed[name], (name, figure)
     assert "3.41" in p.stdout and "33.22" in p.stdout                                 # the TIMIT anchors beside ours
     for name in ("A.wav", "B.wav", "A_voice_B_digit.wav", "B_voice_A_digit.wav"):
         rate, x = wavfile.read(tmp_path / "fig" / "audio" / name)

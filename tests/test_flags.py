@@ -99,9 +99,16 @@ def test_a_warm_up_as_long_as_the_run_is_a_note_not_an_error(capsys):
     assert "DSVAE-like" in capsys.readouterr().err
 
 
-def test_presets_hold_only_valid_values():
-    for name in train.PRESETS:
-        train.parse_args(["--preset", name])  # raises on any bad value
+def test_presets_hold_only_valid_values_and_each_is_applied_whole(monkeypatch):
+    rules = {**CONFIG_RULES, **train.TRAIN_RULES}
+    for name, preset in train.PRESETS.items():
+        assert all(rules[k].check(v) is None for k, v in preset.items() if k in rules), name
+        mcfg, tcfg, _, _ = train.parse_args(["--preset", name])
+        configs = {**vars(mcfg), **vars(tcfg)}
+        assert tcfg.preset == name and all(configs[k] == v for k, v in preset.items()), name
+    monkeypatch.setitem(train.PRESETS, "tiny", {**train.PRESETS["tiny"], "batch_size": 0})  # a bad value in a preset
+    with pytest.raises(SPYLError, match="--batch-size"):
+        train.parse_args(["--preset", "tiny"])
 
 
 def test_the_cpu_preset_fits_its_prior_and_starts_from_pytorch_init_unless_told_otherwise():

@@ -7,6 +7,7 @@ import sys
 import torch
 
 from conftest import ROOT
+from judge import gate_failures
 from utils import load_checkpoint
 
 
@@ -22,7 +23,9 @@ def test_train_then_recalibrate(tmp_path):
     report = json.loads((tmp_path / "judge_builtin-spatial-3.json").read_text())
     assert report["arch"] == "spatial" and report["seed"] == 3 and report["held_out_sequences"] == 45  # 5 of 46 train characters
     assert set(report["temperature"]) == {"action", "skin", "pants", "top", "hair"} and "action_calibration" in report
-    assert "may NOT judge" in p.stderr or "may judge" in p.stderr
+    failed = gate_failures(report)  # the verdict printed is the gate's on the report written: refused with its reasons, or admitted
+    verdict = ("may NOT judge: " + "; ".join(failed)) if failed else "may judge"
+    assert p.stderr.rstrip().splitlines()[-1].endswith(verdict)
     before = load_checkpoint(path)
     before["model"]["temperature"].fill_(3.0)  # as if fitted by another rule
     torch.save(before, path)

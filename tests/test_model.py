@@ -29,14 +29,6 @@ def test_public_methods_shapes():
     assert ab.shape == ba.shape == (2, T, 3, 64, 64)
 
 
-def test_swap_keeps_appearance_code_of_a_and_motion_code_of_b():
-    m = SPYL(tiny_config()).eval()
-    xa, xb = torch.rand(2, T, 3, 64, 64), torch.rand(2, T, 3, 64, 64)
-    sa, _, _, _ = m.encode(xa)
-    _, _, db, _ = m.encode(xb)
-    assert torch.allclose(m.swap(xa, xb)[0], m.decode(sa, db))
-
-
 def test_loss_terms_finite_and_signed():
     m = SPYL(tiny_config())
     terms = m(torch.rand(B, T, 3, 64, 64), contrastive=True)
@@ -45,8 +37,10 @@ def test_loss_terms_finite_and_signed():
         assert v.dim() == 0 and torch.isfinite(v), k
     for k in ("recon", "kl_s", "kl_d", "mi"):
         assert terms[k] >= 0, k
-    # InfoNCE over 1 + K candidates is positive and, at random init, near ln(1 + K)
-    assert 0 < terms["nce_s"] < 3 * math.log(1 + 8)
+    # InfoNCE over 1 + K candidates: at random init the positive is no closer than a negative, so the
+    # loss is near ln(1 + K), the loss of a uniform guess (measured over seeds: 0.7 to 1.15 times it)
+    for k in ("nce_s", "nce_d"):
+        assert 0.5 * math.log(1 + 8) < terms[k] < 1.5 * math.log(1 + 8), k
 
 
 def test_dsvae_baseline_and_warmup_drop_the_right_terms():

@@ -85,24 +85,26 @@ def reference(tmp_path_factory):
 
 def test_kill_at_random_points_then_resume_is_bit_identical(tmp_path, reference):
     rng = random.Random(7)
-    tried = 0
+    resumed = 0
     for point in range(3):
         d = tmp_path / f"kill{point}"
         p = subprocess.Popen(train_cmd(d), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        # wait for the first checkpoint, then kill at a random moment of the rest of the run
+        # wait for the first checkpoint (after epoch 1), then kill at a random moment of epoch 2,
+        # which takes seconds: well inside the second that follows the first checkpoint
         deadline = time.time() + 300
         while not (d / "checkpoint.pt").exists() and p.poll() is None and time.time() < deadline:
             time.sleep(0.05)
-        time.sleep(rng.uniform(0, 3))
+        time.sleep(rng.uniform(0.05, 1.0))
+        assert p.poll() is None, "the run ended before the kill: nothing would test resuming"
         p.send_signal(signal.SIGKILL)
         p.wait()
-        tried += 1
         assert_loadable_or_absent(d)
-        if load_checkpoint(d / "checkpoint.pt")["epoch"] < 2:
-            subprocess.run(train_cmd(d, "--resume"), cwd=ROOT, env=ENV, check=True, capture_output=True, timeout=600)
+        assert load_checkpoint(d / "checkpoint.pt")["epoch"] < 2  # killed mid-run: only --resume can finish it
+        subprocess.run(train_cmd(d, "--resume"), cwd=ROOT, env=ENV, check=True, capture_output=True, timeout=600)
+        resumed += 1
         assert_same_run(final_state(d), reference)
         assert not [f for f in os.listdir(d) if f.startswith(".tmp-")]
-    assert tried == 3
+    assert resumed == 3
 
 
 def test_kill_during_a_checkpoint_write(tmp_path, reference):
@@ -270,6 +272,10 @@ array_shapes = st.lists(st.integers(0, 9), min_size=0, max_size=5).map(tuple)
 dtypes = st.sampled_from([np.float32, np.float64, np.uint8, np.int64, np.bool_, np.complex64, "U3"])
 
 
+def assert_one_line_naming(error, name):
+    assert "\n" not in str(error) and name in str(error), str(error)
+
+
 @FUZZ
 @given(shape=array_shapes, dtype=dtypes, which=st.sampled_from("XAD"), split=st.sampled_from(["train", "test"]))
 def test_fuzz_legacy_loader_shapes_and_types(tmp_path_factory, shape, dtype, which, split):
@@ -277,10 +283,16 @@ def test_fuzz_legacy_loader_shapes_and_types(tmp_path_factory, shape, dtype, whi
     from test_data import write_legacy
     write_legacy(folder, n=2)
     np.save(folder / f"sprites_{which}_{split}.npy", np.zeros(shape, dtype=dtype))
+    valid = which == "X" and shape == (2, 8, 64, 64, 3) and np.dtype(dtype).kind in "fiub"  # black frames are images
     try:
-        S.load_legacy_npy(str(folder))
-    except SPYLError:
+        train, test = S.load_legacy_npy(str(folder))
+    except SPYLError as e:
+        assert not valid, f"a valid file refused: {e}"
+        assert_one_line_naming(e, f"sprites_{which}_{split}.npy")
         return
+    assert valid, f"{shape} {dtype} as sprites_{which}_{split}.npy was accepted"  # zero labels are not one-hot
+    data = train if split == "train" else test
+    assert data.x.shape == (2, 8, 64, 64, 3) and data.x.dtype == np.uint8 and (data.x == 0).all()
 
 
 @FUZZ
@@ -288,14 +300,19 @@ def test_fuzz_legacy_loader_shapes_and_types(tmp_path_factory, shape, dtype, whi
 def test_fuzz_legacy_loader_truncated_and_garbage(tmp_path_factory, cut, garbage, which):
     folder = tmp_path_factory.mktemp("legacy")
     from test_data import write_legacy
-    write_legacy(folder, n=2)
+    labels, actions = write_legacy(folder, n=2)
     path = folder / f"sprites_{which}_test.npy"
     data = path.read_bytes()
     path.write_bytes(data[:cut] + garbage)
     try:
-        S.load_legacy_npy(str(folder))
-    except SPYLError:
+        _, test = S.load_legacy_npy(str(folder))
+    except SPYLError as e:
+        assert_one_line_naming(e, f"sprites_{which}_test.npy")
         return
+    # accepted only if what was read is the file as written (trailing bytes after the array are not read)
+    written = data[:cut] + garbage
+    assert written[:len(data)] == data
+    assert (test.labels[:, 0] == actions).all() and (test.labels[:, 1:] == labels).all()
 
 
 def test_pickled_object_arrays_are_refused(tmp_path):

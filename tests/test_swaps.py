@@ -17,7 +17,7 @@ from model import SPYL
 from oracle import PixelOracle
 import swaps_experiments
 from swaps_experiments import ORACLE_FACTORS, evaluate, format_table, inception_metrics, markdown_rows, swap_scores
-from utils import SPYLError
+from utils import SPYLError, sha256_file
 
 JUDGES = judge_paths("sprites", os.path.join(ROOT, "weights"))
 have_judges = pytest.mark.skipif(len(JUDGES) < 3, reason="the shipped judges (weights/judge-*.pth) are not present")
@@ -196,6 +196,21 @@ def test_script_end_to_end(sprites_dir, tmp_path):
     assert Image.open(tmp_path / "fig" / "static_kept.png").size[1] > 8 * 64 * 2  # two sequences and three samples each
 
 
+def test_scoring_another_model_writes_beside_it_and_leaves_the_shipped_figures_alone(tmp_path):
+    shipped = {f: sha256_file(os.path.join(ROOT, "fig", f)) for f in os.listdir(os.path.join(ROOT, "fig"))
+               if os.path.isfile(os.path.join(ROOT, "fig", f))}
+    SPYL(tiny_config(conv_width=8)).save(tmp_path / "other.pth", data="builtin")
+    cmd = [sys.executable, "swaps_experiments.py", "--weights", str(tmp_path / "other.pth"), "--repeats", "1", "--chars", "12",
+           "--pairs", "0:9", "--label", "my tiny model"]
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert sorted(os.listdir(tmp_path / "other_eval")) == ["static_kept.png", "swap.gif", "swap.png", "swaps.json"]
+    assert json.loads((tmp_path / "other_eval" / "swaps.json").read_text())["weights"] == "my tiny model"
+    assert {f: sha256_file(os.path.join(ROOT, "fig", f)) for f in shipped} == shipped
+    assert swaps_experiments.default_fig_dir(os.path.join("weights", "model.pth")) == "fig"
+    assert swaps_experiments.default_fig_dir("runs/x/model.pth") == os.path.join("runs", "x", "model_eval")
+
+
 @have_judges
 def test_script_judges_training_sequences_where_a_schedule_is_chosen(sprites_dir, tmp_path):
     SPYL(tiny_config(conv_width=8)).save(tmp_path / "m.pth", data="sprites")
@@ -274,10 +289,12 @@ def test_swap_curves_from_run_logs(tmp_path):
 
 
 MODEL = os.path.join(ROOT, "weights", "model.pth")
-# The README's figures for the shipped model are 97.96% (the judges' mean on skin, its lowest static
-# factor) and 84.29% (the oracle on skin); on a tenth of the test set and one draw, a few points lower
-# still passes, a broken model does not.
-SHIPPED_STATIC_MIN, SHIPPED_ORACLE_MIN = 0.95, 0.75
+# The shipped model (prior fitted, fig/swaps.json) reads skin, its lowest static factor, at 99.56% by
+# the judges and 96.78% by the oracle, and 69.4% of its static-kept frames are real frames. The same
+# model before its prior was fitted (fig/swaps_joint_prior.json) reads 97.96%, 84.29% and 52.0%. The
+# bounds sit between the two, so a regression to the jointly trained prior fails on a tenth of the
+# test set and one draw (sampling std there: about 1 point of skin, 2 of oracle skin).
+SHIPPED_STATIC_MIN, SHIPPED_ORACLE_MIN, SHIPPED_REAL_FRAMES_MIN = 0.985, 0.92, 0.62
 
 
 @have_judges
@@ -291,8 +308,27 @@ def test_shipped_model_disentangles(sprites_dir):
     assert r["action"]["mean"] > 0.97                                      # chance is 1/9
     assert min(r[a]["mean"] for a in ("skin", "pants", "top", "hair")) > SHIPPED_STATIC_MIN  # chance is 1/6
     assert min(r[f"oracle_{a}"]["mean"] for a in ("skin", "pants", "top", "hair")) > SHIPPED_ORACLE_MIN
+    assert r["oracle_real_frames"]["mean"] > SHIPPED_REAL_FRAMES_MIN
     assert r["IS"]["mean"] > 8.5 and r["H(y|x)"]["mean"] < 0.1             # chance: 1 and ln 9
     assert r["action|static_kept"]["mean"] < 0.25                          # motion barely leaks into s
+
+
+@have_judges
+def test_swap_shows_a_s_appearance_doing_b_s_motion(sprites_dir):
+    # What swap() is for, read by a judge: A's look with B's motion, for pairs that differ in both.
+    judge = next(iter(load_judges(JUDGES[:1], "sprites").values()))
+    _, test = load_sprites(str(sprites_dir), None, download=False)
+    rng = np.random.default_rng(0)
+    a = rng.choice(len(test), 24, replace=False)
+    b = np.array([rng.choice(np.flatnonzero((test.labels[:, 0] != test.labels[i, 0]) & (test.labels[:, 1] != test.labels[i, 1])))
+                  for i in a])
+    model = SPYL.load(MODEL)
+    with torch.no_grad():
+        ab, ba = model.swap(test.batch(a, "cpu"), test.batch(b, "cpu"))
+        read_ab, read_ba = [torch.stack([head.argmax(1) for head in judge(x)], 1).numpy() for x in (ab, ba)]
+    for read, look, motion in ((read_ab, a, b), (read_ba, b, a)):
+        assert (read[:, 0] == test.labels[motion, 0]).mean() >= 0.9          # the action of the motion's source
+        assert (read[:, 1:] == test.labels[look, 1:]).all(1).mean() >= 0.9   # all four factors of the look's source
 
 
 @have_judges
