@@ -173,13 +173,13 @@ def run_one(args):
 
 def bench_eval(device, data_dir="", n=504, repeats=2, preset="paper"):
     """Sequences per second of the swap evaluation (`repeats` draws of n sequences, as
-    swaps_experiments.evaluate runs them), judged by an ensemble shaped like the shipped one
+    evaluation.evaluate runs them), judged by an ensemble shaped like the shipped one
     (untrained: the cost is the same), with the pixel oracle on real Sprites (with data_dir);
     model of a train.py preset (the shipped one is paper-size). Returns {"eval_seq_per_s", "judges", "eval_stage_seconds", "oracle_seq_per_s"}."""
     from dataloader import SequenceData, load_sprites
-    from judge import DEFAULT_MEMBERS, Judge, JudgeConfig
+    from judging import DEFAULT_MEMBERS, Judge, JudgeConfig
     from oracle import PixelOracle
-    from swaps_experiments import Stages, evaluation_layout, swap_scores
+    from evaluation import Stages, evaluation_layout, swap_scores
     mcfg, _ = preset_configs(preset)
     model = evaluation_layout(SPYL(mcfg).to(device).eval())
     judges = {f"{a}-{s}": Judge(JudgeConfig(arch=a, seed=s)).to(device).eval() for a, s in DEFAULT_MEMBERS}

@@ -22,7 +22,7 @@ from utils import SPYLError
 
 __all__ = ["ACTION_NAMES", "ATTRIBUTES", "AUDIO", "DATASETS", "FRAMES", "HAS_VALIDATION", "LABEL_NAMES", "N_CHARACTERS", "N_CLASSES", "SIZE",
            "TIMESERIES", "SequenceData", "batch_indices", "character_index", "character_labels", "compose", "data_shape",
-           "drop_mapped_pages", "load_builtin", "load_dataset", "load_parts", "load_splits", "load_sprites", "prefetch"]
+           "drop_mapped_pages", "hold_out", "load_builtin", "load_dataset", "load_parts", "load_splits", "load_sprites", "prefetch"]
 
 TIMESERIES = {m.NAME: m for m in (etth1, airquality, physionet)}
 AUDIO = {unit.NAME: unit for unit in fsdd.UNITS}
@@ -112,3 +112,35 @@ def load_splits(name, data_root=None):
     if name not in modules:
         raise SPYLError(f"unknown dataset {name!r}; use one of {', '.join(modules)}")
     return modules[name].load(data_root or None)
+
+
+HELD_OUT_FRACTION = 0.1  # of the training characters (100 of Sprites' 1000)
+
+
+def hold_out(train, fraction=HELD_OUT_FRACTION, seed=0):
+    """Split the training set by character: (fit, held-out), the held-out set a fraction of the
+    characters (all their sequences): what the judges' temperatures and the prior's fit are
+    checked on, without touching the test split."""
+    chars = character_index(train.labels[:, 1:5])
+    unique = np.unique(chars)
+    held = np.random.default_rng(seed).choice(unique, max(1, round(fraction * len(unique))), replace=False)
+    mask = np.isin(chars, held)
+    # index arrays copy out of the memory-mapped file: about 10% of it is held out, the rest is read in batches
+    fit, out = np.flatnonzero(~mask), np.flatnonzero(mask)
+    return (SequenceData(_Rows(train.x, fit), train.labels[fit], train.name),
+            SequenceData(np.asarray(train.x[out]), train.labels[out], train.name))
+
+
+class _Rows:
+    """A view of some rows of an array (memory-mapped or not) that reads only the rows asked for."""
+
+    def __init__(self, x, rows):
+        self.x, self.rows = x, rows
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, idx):
+        out = self.x[self.rows[idx]]
+        drop_mapped_pages(self.x)
+        return out

@@ -2,171 +2,18 @@
 
     python fit_prior.py                                   # weights/model.pth -> runs/fit_prior/model.pth
     python fit_prior.py --weights my_model.pth --out my_model_prior.pth
+    python fit_prior.py --plot weights/runs/fit_prior.json --figure fig/fit_prior.png   # the curves of a log
 
-In joint training the prior chain is one small part of a large loss and lags behind the
-posteriors it should predict: its samples blend poses (see the README). With the encoder
-frozen, its target is fixed, so it can be fitted on its own, cheaply, on a CPU:
-
-1. encode the training set once, in eval mode: the posterior means and log-variances of
-   d (N x T x d_dim), about 1 MB per 1000 sequences;
-2. hold out a tenth of the training characters (never the test split) for validation;
-3. minimise the model's own KL(d) term, sum_t KL(q(d_t | x) || p(d_t | d_<t)), over the
-   prior's parameters alone, teacher-forced as in training (--inputs sample: d_<t drawn from
-   the posterior; mean: its means), with Adam, evaluating the validation KL every
-   --eval-every steps on fixed draws and stopping when it has not improved for --patience
-   evaluations;
-4. write the model with the best prior (everything else bit-for-bit the input's) and a
-   JSON log beside it.
+The stage itself, and why it pays, is described in prior_fitting.py.
 """
-import copy
 import json
 import os
-import sys
-import time
-
-import numpy as np
-import torch
-from tqdm import tqdm
 
 from dataloader import load_dataset
-from judge import hold_out
-from model import SPYL, kl_normal
-from utils import (ArgumentParser, ListOf, SPYLError, atomic_write, between, figure, load_checkpoint, one_of, pick_device, run_main,
-                   save_figure, seed_everything)
-
-INPUTS = ("sample", "mean")
-
-
-@torch.no_grad()
-def encode_posteriors(model, data, device, batch_size=256, progress=True):
-    """Posterior means and log-variances of d for every sequence, in eval mode: N x T x d_dim each."""
-    model.eval()
-    means, logvars = [], []
-    for start in tqdm(range(0, len(data), batch_size), desc="encoding", unit="batch", disable=not progress, leave=False, file=sys.stderr):
-        _, _, d_mean, d_logvar = model.encode(data.batch(np.arange(start, min(start + batch_size, len(data))), device))
-        means.append(d_mean.float())
-        logvars.append(d_logvar.float())
-    return torch.cat(means), torch.cat(logvars)
-
-
-def prior_kl(model, d_mean, d_logvar, inputs="sample", eps=None):
-    """The model's KL(d) term, sum over steps and dimensions of KL(q(d_t|x) || p(d_t | d_<t)),
-    per sequence (mean over the batch). The chain is teacher-forced with d drawn from the
-    posterior (inputs "sample", with noise eps if given) or with its means ("mean")."""
-    if inputs == "sample":
-        eps = torch.randn_like(d_mean) if eps is None else eps
-        d = d_mean + eps * torch.exp(0.5 * d_logvar)
-    else:
-        d = d_mean
-    p_mean, p_logvar = model.prior(d)
-    return kl_normal(d_mean, d_logvar, p_mean.float(), p_logvar.float()).sum() / len(d_mean)
-
-
-@torch.no_grad()
-def validation_kl(model, d_mean, d_logvar, eps, batch_size=1024):
-    """KL(d) per sequence on held-out posteriors with fixed noise eps: the same number for the same prior.
-    Always teacher-forced with samples, the way the term is defined in training."""
-    total = 0.0
-    for start in range(0, len(d_mean), batch_size):
-        sl = slice(start, start + batch_size)
-        total += prior_kl(model, d_mean[sl], d_logvar[sl], "sample", eps[sl]).item() * len(d_mean[sl])
-    return total / len(d_mean)
-
-
-def fit_prior(model, fit_post, val_post, steps=4000, lr=1e-3, batch_size=128, inputs="sample", eval_every=100, patience=5,
-              seed=0, progress=True):
-    """Fit the prior's parameters of `model` (in place) to posteriors (d_mean, d_logvar) of the
-    fitting set, keeping the parameters of the best validation KL. Returns the log: a list of
-    {"step", "train_kl", "val_kl"}, the first row before any step."""
-    if inputs not in INPUTS:
-        raise SPYLError(f"unknown --inputs {inputs!r}; choose one of {', '.join(INPUTS)}")
-    gen = torch.Generator().manual_seed(seed)
-    val_eps = torch.randn(val_post[0].shape, generator=gen).to(val_post[0].device)
-    params = model.prior_parameters()
-    optimizer = torch.optim.Adam(params, lr=lr)
-    model.eval()  # the prior has no BatchNorm or dropout; eval keeps every other module as it was
-    best = validation_kl(model, *val_post, val_eps)
-    best_state, since_best, log = copy.deepcopy(model.state_dict()), 0, [{"step": 0, "train_kl": None, "val_kl": best}]
-    n, window = len(fit_post[0]), []
-    bar = tqdm(total=steps, desc="fitting the prior", unit="step", disable=not progress, leave=False, file=sys.stderr, dynamic_ncols=True)
-    for step in range(1, steps + 1):
-        idx = torch.randint(n, (batch_size,), generator=gen)
-        loss = prior_kl(model, fit_post[0][idx], fit_post[1][idx], inputs)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        window.append(loss.item())
-        bar.update(1)
-        if step % eval_every and step != steps:
-            continue
-        val = validation_kl(model, *val_post, val_eps)
-        log.append({"step": step, "train_kl": float(np.mean(window)), "val_kl": val})
-        window = []
-        bar.set_postfix_str(f"val KL(d) {val:.3f} (start {log[0]['val_kl']:.3f}, best {min(best, val):.3f})")
-        if val < best:
-            best, best_state, since_best = val, copy.deepcopy(model.state_dict()), 0
-        else:
-            since_best += 1
-            if since_best >= patience:
-                break
-    bar.close()
-    model.load_state_dict(best_state)
-    return log
-
-
-def fit_grid(model, fit_post, val_post, lrs, inputs_list, **kw):
-    """fit_prior from the same starting prior for every (learning rate, inputs); `model` keeps the
-    prior of the lowest validation KL. kw: fit_prior's other settings. Returns (a record of each
-    fit with its log, the record of the one kept)."""
-    start = copy.deepcopy(model.state_dict())
-    fits, best_state, chosen = [], None, None
-    for lr in lrs:
-        for inputs in inputs_list:
-            model.load_state_dict(start)
-            t0 = time.perf_counter()
-            log = fit_prior(model, fit_post, val_post, lr=lr, inputs=inputs, **kw)
-            best = min(log, key=lambda r: r["val_kl"])
-            fits.append({"lr": lr, "inputs": inputs, "seconds": round(time.perf_counter() - t0, 1), "best_step": best["step"],
-                         "val_kl_before": log[0]["val_kl"], "val_kl_after": best["val_kl"], "log": log})
-            print(f"lr {lr:g}, inputs {inputs}: validation KL(d) per sequence {log[0]['val_kl']:.3f} -> {best['val_kl']:.3f} "
-                  f"(best at step {best['step']} of {log[-1]['step']}), {fits[-1]['seconds']:.0f} s", file=sys.stderr)
-            if chosen is None or best["val_kl"] < chosen["val_kl_after"]:
-                best_state, chosen = copy.deepcopy(model.state_dict()), fits[-1]
-    model.load_state_dict(best_state)
-    return fits, chosen
-
-
-def fit_to_training_set(model, train, device, lrs=(1e-3,), inputs_list=("sample",), seed=0, steps=4000, batch_size=128,
-                        eval_every=100, patience=5, progress=True):
-    """The whole stage on a model (changed in place): hold out a tenth of the training characters,
-    encode both parts once, fit_grid over (learning rate, inputs). Returns (the log as
-    fit_prior.py writes it, less the file names; the fits with their curves)."""
-    fit_set, val_set = hold_out(train, seed=seed)
-    t0 = time.perf_counter()
-    fit_post = encode_posteriors(model, fit_set, device, progress=progress)
-    val_post = encode_posteriors(model, val_set, device, progress=progress)
-    encode_s = time.perf_counter() - t0
-    print(f"encoded {len(fit_set)} fitting and {len(val_set)} validation sequences (held-out training characters) "
-          f"in {encode_s:.0f} s", file=sys.stderr)
-    fits, chosen = fit_grid(model, fit_post, val_post, lrs, inputs_list, steps=steps, batch_size=batch_size,
-                            eval_every=eval_every, patience=patience, seed=seed, progress=progress)
-    report = {"fit_sequences": len(fit_set), "val_sequences": len(val_set), "steps": steps, "batch_size": batch_size,
-              "eval_every": eval_every, "patience": patience, "seed": seed, "device": str(device),
-              "encode_seconds": round(encode_s, 1), "chosen": {k: v for k, v in chosen.items() if k != "log"},
-              "val_kl_before": chosen["val_kl_before"], "val_kl_after": chosen["val_kl_after"], "fits": fits}
-    return report, fits
-
-
-def plot_fits(fits, path):
-    """Validation KL(d) against step for each fit of a grid (the records fit_grid returns), as a PNG."""
-    fig, ax = figure(1, 1, figsize=(5.5, 3.4))
-    for f in fits:
-        ax.plot([r["step"] for r in f["log"]], [r["val_kl"] for r in f["log"]], marker=".", label=f"lr {f['lr']:g}, inputs {f['inputs']}")
-    ax.set_xlabel("Adam step (prior only)")
-    ax.set_ylabel("validation KL(d) per sequence (nats)")
-    ax.set_title("fitting the prior to the posteriors")
-    ax.legend(fontsize=8)
-    save_figure(fig, path)
+from model import SPYL
+from prior_fitting import INPUTS, fit_to_training_set, plot_fits
+from utils import (ArgumentParser, ListOf, SPYLError, atomic_write, between, load_checkpoint, one_of, pick_device, run_main,
+                   seed_everything)
 
 
 def main(argv=None):
@@ -186,7 +33,8 @@ def main(argv=None):
     p.add_argument("--data-root", default="", help="folder of the time-series or speech data sets")
     p.add_argument("--chars", type=between(0, 6 ** 4), default=0, help="built-in set only: this many characters")
     p.add_argument("--device", default="auto")
-    p.add_argument("--plot", metavar="JSON", help="only redraw the validation curves of a log this script wrote, as JSON -> .png beside it")
+    p.add_argument("--plot", metavar="JSON", help="only redraw the validation curves of a log this script wrote (--figure: where)")
+    p.add_argument("--figure", default="", help="with --plot: the PNG to write (default: beside the JSON, .json -> .png)")
     p.add_argument("--half", action="store_true", help="store the weights in fp16 (half the bytes; loaded back in fp32), as released files are")
     a = p.parse_args(argv)
     if a.plot:
@@ -195,8 +43,9 @@ def main(argv=None):
                 fits = json.load(f)["fits"]
         except (OSError, ValueError, KeyError) as e:
             raise SPYLError(f"cannot read {a.plot} as a fit_prior.py log ({e})") from None
-        plot_fits(fits, os.path.splitext(a.plot)[0] + ".png")
-        print(f"wrote {os.path.splitext(a.plot)[0] + '.png'}")
+        path = a.figure or os.path.splitext(a.plot)[0] + ".png"
+        plot_fits(fits, path)
+        print(f"wrote {path}")
         return
     if os.path.abspath(a.out) == os.path.abspath(a.weights):
         raise SPYLError(f"--out {a.out} is the input model; write the fitted model elsewhere and compare the two first")

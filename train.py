@@ -21,9 +21,9 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from dataloader import ATTRIBUTES, AUDIO, DATASETS, HAS_VALIDATION, N_CHARACTERS, TIMESERIES, batch_indices, data_shape, load_dataset, prefetch
-from fit_prior import fit_to_training_set, plot_fits
-from judge import judge_paths, load_judges
-from swaps_experiments import evaluate
+from prior_fitting import fit_to_training_set, plot_fits
+from judging import judge_paths, load_judges
+from evaluation import evaluate
 from model import CHECKPOINT_VERSION, CONFIG_RULES, SPYL, SPYLConfig
 from step import TrainStep, make_optimizer
 from utils import (ArgumentParser, SPYLError, atomic_torch_save, autocast, atomic_write, between, check_bools, check_fields, check_writable, figure,

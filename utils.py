@@ -274,8 +274,8 @@ def cpu_has_bf16_units():
 
 
 def autocast(device, amp_dtype):
-    """torch.autocast to amp_dtype on device's type; a no-op context when amp_dtype is None."""
-    return torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
+    """torch.autocast to amp_dtype on device's type (a torch.device or its name); a no-op context when amp_dtype is None."""
+    return torch.autocast(torch.device(device).type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
 
 
 def peak_memory_mib(device):

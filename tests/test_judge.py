@@ -7,7 +7,7 @@ import sys
 import torch
 
 from conftest import ROOT
-from judge import gate_failures
+from judging import gate_failures
 from utils import load_checkpoint
 
 

@@ -12,11 +12,12 @@ import torch
 from conftest import ROOT, tiny_config
 from dataloader import load_sprites
 from dataloader import LABEL_NAMES
-from judge import NOISE, Judge, JudgeConfig, gate_failures, judge_paths, load_judges, measure_on, temperature_for
+from judging import NOISE, inception_metrics, Judge, JudgeConfig, gate_failures, judge_paths, load_judges, measure_on, temperature_for
 from model import SPYL
 from oracle import PixelOracle
 import swaps_experiments
-from swaps_experiments import ORACLE_FACTORS, evaluate, format_table, inception_metrics, markdown_rows, swap_scores
+import evaluation
+from evaluation import ORACLE_FACTORS, evaluate, format_table, markdown_rows, swap_scores
 from utils import SPYLError, sha256_file
 
 JUDGES = judge_paths("sprites", os.path.join(ROOT, "weights"))
@@ -332,6 +333,21 @@ def test_swap_shows_a_s_appearance_doing_b_s_motion(sprites_dir):
 
 
 @have_judges
+def test_bf16_evaluation_reads_what_fp32_reads_on_a_slice_of_the_test_set(sprites_dir):
+    # The same draws decoded and judged in bf16 autocast and in fp32. On the whole test set every
+    # bf16 figure lies within the fp32 run's spread over repeats (docs/speed.md); on 36 sequences
+    # (4 characters x 9 actions) at most one verdict in 36 may differ per figure: 1/36 = 2.8 points.
+    judges = load_judges(JUDGES, "sprites")
+    _, test = load_sprites(str(sprites_dir), None, download=False)
+    sub = type(test)(test.x[:36], test.labels[:36], "sprites")
+    model = SPYL.load(MODEL)  # contiguous: on a CPU without bf16 units the channels-last bf16 kernels are emulated, slowly
+    fp32, bf16 = (evaluate(model, judges, sub, "cpu", repeats=1, progress=False, amp_dtype=dt) for dt in (None, torch.bfloat16))
+    for k in ("action", "skin", "pants", "top", "hair", "action|static_kept"):
+        assert abs(bf16[k]["mean"] - fp32[k]["mean"]) <= 1 / 36 + 1e-9, (k, fp32[k]["mean"], bf16[k]["mean"])
+    assert abs(bf16["IS"]["mean"] - fp32["IS"]["mean"]) < 0.05 and abs(bf16["H(y|x)"]["mean"] - fp32["H(y|x)"]["mean"]) < 0.01
+
+
+@have_judges
 def test_real_sequences_are_the_ceiling(sprites_dir):
     # Read through the same protocol, the real test sequences score what no model can beat.
     judges = load_judges(JUDGES, "sprites")
@@ -386,12 +402,15 @@ def test_encoding_once_gives_the_figures_of_one_pass_per_repeat(sprites_dir, mon
     torch.manual_seed(0)
     expected = one_pass_per_repeat(model, judges, sub, oracle, repeats=2, batch_size=20)
     torch.manual_seed(0)
-    runs, recon = swap_scores(model, judges, sub, "cpu", oracle, repeats=2, batch_size=20)
+    scores = lambda tallies: [(t.judge_scores(len(sub)), t.oracle_scores(len(sub))) for t in tallies]
+    tallies, recon = swap_scores(model, judges, sub, "cpu", oracle, repeats=2, batch_size=20)
+    runs = scores(tallies)
     for (judged, read), (want_judged, want_read) in zip(runs, expected):
         assert {n: {k: judged[n][k] for k in want_judged[n]} for n in judged} == want_judged
         assert {k: read[k] for k in want_read} == pytest.approx(want_read, abs=1e-12)
         assert read["oracle_real_frames"] == pytest.approx(np.mean(read["oracle_real_frames_by_step"]), abs=1e-12)
     assert runs[0] != runs[1] and 0 <= recon <= 1  # fresh draws per repeat
-    monkeypatch.setattr(swaps_experiments, "ORACLE_GROUP", 1)  # the oracle reads each repeat on its own: the same figures
+    monkeypatch.setattr(evaluation, "ORACLE_GROUP", 1)  # the oracle reads each repeat on its own: the same figures
     torch.manual_seed(0)
-    assert swap_scores(model, judges, sub, "cpu", oracle, repeats=2, batch_size=20) == (runs, recon)
+    tallies, again = swap_scores(model, judges, sub, "cpu", oracle, repeats=2, batch_size=20)
+    assert (scores(tallies), again) == (runs, recon)
