@@ -33,7 +33,7 @@ import time
 import numpy as np
 import torch
 
-import train
+from jobs import train_model
 from dataloader import load_splits
 from datasets import fsdd
 from model import SPYL
@@ -279,21 +279,20 @@ def swap_demo(model, splits, fig_dir, pair=((0, 3), (3, 7))):
 
 def _train_one(job, quiet=False):
     """One model of a --train or --search job list, (unit, model path, run dir, data root, dsvae,
-    seed, train.py flags), on one thread; quiet: its progress bars and messages go to
-    RUN_DIR.log, as where it runs beside others. Written in half precision."""
+    seed, train.py flags), a process of its own on one thread: the same floats on any machine,
+    and N models on N cores at once. quiet: its progress bars and messages go to RUN_DIR.log, as
+    where it runs beside others. Written in half precision."""
     unit, path, run_dir, data_root, dsvae, seed, flags = job
-    torch.set_num_threads(1)  # the same floats on any machine, and N models on N cores at once
     os.makedirs(os.path.dirname(run_dir) or ".", exist_ok=True)
-    with open(run_dir + ".log", "w") if quiet else contextlib.nullcontext() as log, \
-            contextlib.redirect_stderr(log or sys.stderr), contextlib.redirect_stdout(log or sys.stdout):
-        train.train_model(unit, path, run_dir, data_root, dsvae=dsvae, seed=seed, flags=flags, resume=True)
+    with open(run_dir + ".log", "w") if quiet else contextlib.nullcontext() as log:
+        train_model(unit, path, run_dir, data_root, dsvae=dsvae, seed=seed, flags=flags, resume=True, threads=1, log=log)
     SPYL.load(path).save(path, data=unit, half=True)
     return path
 
 
 def train_all(jobs, workers):
-    """Run the _train_one jobs whose model file is not there yet, `workers` at a time (separate
-    processes, one thread each); a job list interrupted before picks up where it stopped."""
+    """Run the _train_one jobs whose model file is not there yet, `workers` at a time (each its own
+    process, one thread each); a job list interrupted before picks up where it stopped."""
     todo = [j for j in jobs if not os.path.isfile(j[1])]
     if not todo:
         return
@@ -304,9 +303,8 @@ def train_all(jobs, workers):
         for job in todo:
             _train_one(job)
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+    with ThreadPoolExecutor(workers) as pool:  # threads that wait on the jobs' processes
         running = [pool.submit(_train_one, job, True) for job in todo]
         for k, done in enumerate(as_completed(running), 1):
             print(f"[{k}/{len(todo)}] {done.result()} after {(time.time() - t0) / 60:.1f} min", file=sys.stderr)

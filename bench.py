@@ -26,7 +26,7 @@ from dataclasses import fields
 import numpy as np
 import torch
 
-import train
+import presets
 from model import SPYL, SPYLConfig
 from step import TrainStep, make_optimizer
 from utils import ArgumentParser, SPYLError, between, one_of, atomic_write, peak_memory_mib, pick_device, resolve_precision, run_main
@@ -40,14 +40,14 @@ for _row, _change in CHANGES:
     ABLATION[_row] = ABLATION[list(ABLATION)[-1]] | {_change}
 DEFAULT_ROWS = tuple(ABLATION)
 ABLATION["+compile"] = ABLATION["+fused-prior"] | {"compile"}
-READ_BACK_EVERY = train.TrainConfig.log_every  # how often train.py reads the terms back on a GPU
+READ_BACK_EVERY = presets.TrainConfig.log_every  # how often train.py reads the terms back on a GPU
 # names of the runtime calls that launch work on a GPU, as the profiler records them
 LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx", "cudaGraphLaunch", "cudaMemcpyAsync", "cudaMemsetAsync")
 
 
 def preset_configs(preset):
     """(SPYLConfig, batch size) of a train.py preset."""
-    values = {**{f.name: f.default for f in fields(train.TrainConfig)}, **train.PRESETS[preset]}
+    values = {**{f.name: f.default for f in fields(presets.TrainConfig)}, **presets.PRESETS[preset]}
     mcfg = SPYLConfig(**{k: v for k, v in values.items() if k in {f.name for f in fields(SPYLConfig)}})
     return mcfg, values["batch_size"]
 
@@ -247,7 +247,7 @@ def main(argv=None):
     p.add_argument("--sheets", default="", help="sprite parts folder: also time building and loading Sprites")
     p.add_argument("--data-dir", default="", help="folder with composed Sprites: train on real batches (and count their memory)")
     p.add_argument("--eval-sequences", type=between(1, 2664), default=504, help="test sequences the swap evaluation is timed on")
-    p.add_argument("--eval-preset", type=one_of(*train.PRESETS), default="paper", help="the model size the swap evaluation is timed with")
+    p.add_argument("--eval-preset", type=one_of(*presets.PRESETS), default="paper", help="the model size the swap evaluation is timed with")
     p.add_argument("--out", default="bench/results.json")
     p.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -255,9 +255,9 @@ def main(argv=None):
         return run_one(args)
     device = pick_device(args.device)
     asked = args.rows.split(",")
-    unknown = [r for r in asked if r not in ABLATION] + [p for p in args.presets.split(",") if p not in train.PRESETS]
+    unknown = [r for r in asked if r not in ABLATION] + [p for p in args.presets.split(",") if p not in presets.PRESETS]
     if unknown:
-        raise SPYLError(f"unknown row or preset {unknown}; rows: {', '.join(ABLATION)}; presets: {', '.join(train.PRESETS)}")
+        raise SPYLError(f"unknown row or preset {unknown}; rows: {', '.join(ABLATION)}; presets: {', '.join(presets.PRESETS)}")
     if device.type != "cuda" and "+graph" in asked:
         if args.rows != ",".join(DEFAULT_ROWS):
             raise SPYLError(f"row +graph needs a CUDA device, and this machine runs on {device}; leave it out")

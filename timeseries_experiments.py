@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 import published_protocol as published
-import train
+from jobs import train_model
 from dataloader import TIMESERIES, load_splits
 from datasets import physionet
 from datasets.timeseries import TimeSeriesData
@@ -314,7 +314,7 @@ def retrain(name, splits, data_root, weights_dir, runs_dir, device):
             path = os.path.join(runs_dir, tag, "model.pth")
             paths.append(path)
             if not os.path.isfile(path):  # a run interrupted here picks up where it stopped
-                train.train_model(name, path, os.path.join(runs_dir, tag, "run"), data_root, dsvae=row == "dsvae",
+                train_model(name, path, os.path.join(runs_dir, tag, "run"), data_root, dsvae=row == "dsvae",
                                   flags=["--w-kl-s", str(kl), "--w-kl-d", str(kl)])
             figures = validation_figures(name, SPYL.load(path, map_location=device), splits, device)
             tried.append({"w_kl": kl, "valid": figures, "criterion": criterion(name, figures)})

@@ -13,106 +13,25 @@ import os
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from dataloader import ATTRIBUTES, AUDIO, DATASETS, HAS_VALIDATION, N_CHARACTERS, TIMESERIES, batch_indices, data_shape, load_dataset, prefetch
-from prior_fitting import fit_to_training_set, plot_fits
-from judging import judge_paths, load_judges
+from dataloader import ATTRIBUTES, HAS_VALIDATION, batch_indices, data_shape, load_dataset, prefetch
 from evaluation import evaluate
+from judging import judge_paths, load_judges
 from model import CHECKPOINT_VERSION, CONFIG_RULES, SPYL, SPYLConfig
+from presets import PRESETS, TRAIN_RULES, TrainConfig, auto_preset
+from prior_fitting import fit_to_training_set, plot_fits
 from step import TrainStep, make_optimizer
-from utils import (ArgumentParser, SPYLError, atomic_torch_save, autocast, atomic_write, between, check_bools, check_fields, check_writable, figure,
-                   load_checkpoint, one_of, peak_memory_mib, pick_device, resolve_precision, remove_stale_temporaries, rng_state, run_main, save_figure,
+from utils import (ArgumentParser, SPYLError, atomic_torch_save, autocast, atomic_write, check_writable, figure,
+                   load_checkpoint, peak_memory_mib, pick_device, resolve_precision, remove_stale_temporaries, rng_state, run_main, save_figure,
                    save_png, seed_everything, sequence_grid, set_rng_state)
 
 
-@dataclass
-class TrainConfig:
-    """How to train; defaults are the paper's (Adam 2e-3, batch 128, 50 warm-up epochs)."""
-    preset: str = "auto"         # a whole set of defaults (PRESETS); auto: the data set's own, else paper on CUDA, cpu elsewhere
-    dataset: str = "auto"        # auto (Sprites, else the built-in set, loudly), sprites, builtin, etth1, airquality, physionet, fsdd, fsdd_200ms
-    sheets: str = ""             # folder of the sprite-sheet parts, or of the pre-built sprites_*.npy
-    data_dir: str = "data"       # where the composed Sprites are cached
-    data_root: str = ""          # folder holding the time-series or speech data sets (default: $SPYL_DATA_ROOT, else data/, downloading)
-    chars: int = 0               # use only this many characters of the built-in set (0: all 1296)
-    epochs: int = 1000
-    batch_size: int = 128
-    lr: float = 2e-3
-    prior_lr: float = 0.0        # a learning rate of the prior p(d_t | d_<t) alone (0: --lr, as the paper)
-    warmup_epochs: int = 50      # epochs before the contrastive terms switch on
-    seed: int = 0
-    device: str = "auto"         # auto, cpu, cuda, cuda:N, mps
-    precision: str = "auto"      # auto (bf16 autocast on CUDA and on CPUs with AMX tiles), bf16, fp32
-    channels_last: bool = True   # channels-last convolutions
-    compile: bool = False        # torch.compile the model
-    cuda_graph: bool = False     # CUDA: capture each phase's whole step (forward, backward, Adam) as one CUDA graph (step.py)
-    fused_prior: bool = False    # the sampled prior chain as fused cells, a few launches fewer per step (model.SPYL.fused_prior)
-    run_dir: str = "runs/spyl"   # checkpoint, logs, curves and sample PNGs go here
-    save_every: int = 1          # epochs between checkpoints
-    resume: bool = False         # continue the run in run_dir from its checkpoint
-    out: str = ""                # also write the final model here (e.g. weights/model.pth)
-    init_from: str = ""          # start from this model file's weights (SPYL.save or a checkpoint), with a fresh optimiser
-    fit_prior: bool = False      # after the last epoch, fit the prior alone to the posteriors (fit_prior.py's defaults) before writing the model
-    val_size: int = 512          # held-out sequences for the validation loss: the validation split where the data set has one, else test
-    eval_every: int = 10         # epochs between swap evaluations (0: never)
-    judge: str = ""              # judge files for those evaluations, comma-separated (default: every judge of the data set in weights/)
-    log_every: int = 20          # steps between progress-bar updates and finiteness checks
-
-    def __post_init__(self):
-        check_bools(self)
-        check_fields(self, TRAIN_RULES)
-
-
-_COUNT = between(1, 10**6)
-TRAIN_RULES = {
-    "dataset": one_of(*DATASETS), "chars": between(0, N_CHARACTERS), "epochs": _COUNT, "batch_size": _COUNT,
-    "lr": between(1e-8, 1.0, float), "prior_lr": between(0.0, 1.0, float), "warmup_epochs": between(0, 10**6), "seed": between(0, 2**32 - 1),
-    "precision": one_of("auto", "bf16", "fp32"), "save_every": _COUNT, "val_size": _COUNT, "eval_every": between(0, 10**6),
-    "log_every": _COUNT,
-}
-
-PRESETS = {
-    "paper": {},
-    # Half the conv widths, batch 32, a smaller negative bank, the prior fitted at the end: a
-    # real model on 2 CPU cores in about an hour (docs/cpu_preset.md). PyTorch's default
-    # initialisation, not the reference code's N(0, 0.01^2): at this budget the reference init
-    # leaves the action in s (swap action 44% after 8 epochs, against 88% with PyTorch's).
-    # A contrastive epoch costs about 3.4 warm-up epochs, so most of the budget is warm-up.
-    "cpu": {"conv_width": 32, "batch_size": 32, "bank_factor": 2, "n_negatives": 32, "init": "torch", "epochs": 24,
-            "warmup_epochs": 20, "eval_every": 6, "fit_prior": True},
-    # Seconds per epoch on any machine, for smoke tests.
-    "tiny": {"dataset": "builtin", "chars": 48, "conv_width": 8, "g_dim": 16, "hidden": 32, "s_dim": 16, "d_dim": 8,
-             "batch_size": 16, "n_negatives": 16, "epochs": 2, "warmup_epochs": 1, "val_size": 32, "log_every": 5},
-}
-# Time series: the sizes of the published protocol's models (s and d of 8, hidden 64), the MLP
-# pair over flattened windows, and a schedule that trains in minutes on a CPU. Chosen
-# automatically by --dataset NAME. The KL weights are a tenth of the video ones: a sequence
-# here has a few hundred values to reconstruct, not 98,304 pixels, and at the video weights
-# the static posterior collapses onto the prior (PhysioNet: KL(s) 0.009 nats, s told nothing).
-# The KL weight of each set is the one `timeseries_experiments.py --train` chose for SPYL on the
-# validation split (0.01, 0.1 or 1; weights/runs/timeseries/selection-*.json).
-_SERIES = {"frame_net": "mlp", "s_dim": 8, "d_dim": 8, "g_dim": 32, "hidden": 64, "lr": 1e-3, "eval_every": 0, "log_every": 1,
-           "w_kl_s": 0.1, "w_kl_d": 0.1}
-for _name, _module, _extra in (("etth1", TIMESERIES["etth1"], {"batch_size": 7, "n_negatives": 16, "epochs": 300, "warmup_epochs": 50}),
-                               ("airquality", TIMESERIES["airquality"], {"batch_size": 32, "n_negatives": 64, "epochs": 200, "warmup_epochs": 30}),
-                               ("physionet", TIMESERIES["physionet"], {"batch_size": 32, "n_negatives": 64, "epochs": 100, "warmup_epochs": 20,
-                                                                       "w_kl_s": 1.0, "w_kl_d": 1.0})):
-    PRESETS[_name] = {**_SERIES, "dataset": _name, "x_dim": _module.STEP_DIM, "frames": _module.STEPS, **_extra}
-# Speech (FSDD): segments of log-mel frames (the TIMIT protocol's 200 ms, or 640 ms: a whole
-# word), the MLP pair per frame. The time-series widths keep the shipped models at 0.6 MB each
-# (the repository travels to GPU machines whole); a wider s (64) is what pays most within them.
-# The schedules are what `audio_experiments.py --search` measured on the validation utterances
-# (docs/speech.md): 60 epochs for both units. 120 epochs looked better on seed 0 alone, but over
-# 3 seeds it gained 0.6 points of static EER and lost 3.6 of dynamic, at twice the time.
-for _unit in AUDIO.values():
-    PRESETS[_unit.NAME] = {**_SERIES, "dataset": _unit.NAME, "x_dim": _unit.STEP_DIM, "frames": _unit.SEGMENT, "s_dim": 64,
-                           "batch_size": 64, "bank_factor": 2, "n_negatives": 64, "epochs": 60, "warmup_epochs": 20, "log_every": 20}
-TRAIN_RULES["preset"] = one_of("auto", *PRESETS)
 # Fields that shape the weights: a model file given to --init-from must agree on them.
 ARCHITECTURE_FIELDS = ("frames", "channels", "image_size", "frame_net", "x_dim", "conv_width", "s_dim", "d_dim", "g_dim", "hidden")
 # Fields a resumed run may change; anything else must match the checkpoint.
@@ -145,19 +64,6 @@ def parse_args(argv=None):
     mcfg, tcfg = SPYLConfig(**split(SPYLConfig)), TrainConfig(**split(TrainConfig))
     check_combination(mcfg, tcfg)
     return mcfg, tcfg, set(args), why
-
-
-def auto_preset(dataset, device_name):
-    """(preset, why) for --preset auto: a time-series or speech set's own preset; else the paper's
-    on a CUDA device, which it is sized for, and the cpu preset anywhere else (MPS included: the
-    paper preset has not been timed there, and the cpu preset finishes on any machine)."""
-    if dataset in {**TIMESERIES, **AUDIO}:
-        return dataset, f"the {dataset} data set's own"
-    device = pick_device(device_name)
-    if device.type == "cuda":
-        return "paper", f"a CUDA device ({torch.cuda.get_device_name(device)}); --preset cpu for the small model"
-    return "cpu", (f"no CUDA device here ({device.type} only): a real model in 1-2 hours on 2 cores; "
-                   "--preset paper for the paper's settings, sized for a GPU")
 
 
 def check_combination(mcfg, tcfg):
@@ -362,21 +268,6 @@ def finish(model, train, tcfg, device):
     if out:
         model.save(out, data=train.name)
         print(f"model written to {out}", file=sys.stderr)
-
-
-def train_model(dataset, out, run_dir, data_root="", dsvae=False, seed=None, flags=(), resume=False):
-    """`python train.py --dataset DATASET [flags]` with the data set's preset, writing the final
-    model to out: what the experiment scripts' --train runs. Refuses a run folder that already
-    holds a run, unless resume is set and it holds a checkpoint: then the run goes on from it."""
-    again = resume and os.path.isfile(os.path.join(run_dir, "checkpoint.pt"))
-    if os.path.exists(run_dir) and not again:
-        raise SPYLError(f"{run_dir} already holds a run; delete it or pass --runs-dir elsewhere")
-    args = ["--dataset", dataset, "--run-dir", run_dir, "--out", out, *flags] + (["--resume"] if again else [])
-    args += ["--data-root", data_root] if data_root else []
-    args += ["--dsvae"] if dsvae else []
-    args += ["--seed", str(seed)] if seed is not None else []
-    print(f"training: python train.py {' '.join(args)}", file=sys.stderr)
-    main(args)
 
 
 def resume_checkpoint(mcfg, tcfg, given):

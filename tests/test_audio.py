@@ -244,14 +244,14 @@ def test_search_trains_in_parallel_and_picks_up_where_it_stopped(tmp_path, monke
 
 @needs_data
 def test_an_interrupted_training_job_resumes_from_its_checkpoint(tmp_path):
-    import train
+    from jobs import train_model
     flags = ["--hidden", "16", "--g-dim", "8", "--s-dim", "8", "--warmup-epochs", "1"]
     run, out = str(tmp_path / "run"), str(tmp_path / "m.pth")
-    train.train_model("fsdd", out, run, SHARED, seed=0, flags=flags + ["--epochs", "1"])
+    train_model("fsdd", out, run, SHARED, seed=0, flags=flags + ["--epochs", "1"])
     os.remove(out)                                          # as if stopped after the checkpoint
     with pytest.raises(SPYLError, match="already holds a run"):
-        train.train_model("fsdd", out, run, SHARED, seed=0, flags=flags + ["--epochs", "2"])
-    train.train_model("fsdd", out, run, SHARED, seed=0, flags=flags + ["--epochs", "2"], resume=True)
+        train_model("fsdd", out, run, SHARED, seed=0, flags=flags + ["--epochs", "2"])
+    train_model("fsdd", out, run, SHARED, seed=0, flags=flags + ["--epochs", "2"], resume=True)
     import torch
     assert torch.load(os.path.join(run, "checkpoint.pt"), weights_only=False)["epoch"] == 2 and os.path.isfile(out)
 

@@ -6,6 +6,7 @@ import sys
 import pytest
 import torch
 
+import presets
 import train
 from conftest import ROOT, tiny_config
 from dataloader import load_builtin
@@ -85,7 +86,7 @@ def test_train_prints_the_hint_before_training(tmp_path, capsys, monkeypatch):
 def test_auto_picks_the_paper_preset_on_cuda_the_cpu_preset_elsewhere_and_the_data_sets_own(monkeypatch):
     mcfg, tcfg, _, why = train.parse_args([])
     assert tcfg.preset == "cpu" and mcfg.conv_width == train.PRESETS["cpu"]["conv_width"] and "--preset paper" in why
-    monkeypatch.setattr(train, "pick_device", lambda name: torch.device("cuda"))  # a CUDA machine, faked
+    monkeypatch.setattr(presets, "pick_device", lambda name: torch.device("cuda"))  # a CUDA machine, faked
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU")
     mcfg, tcfg, _, why = train.parse_args([])
     assert tcfg.preset == "paper" and mcfg.conv_width == 64 and tcfg.epochs == 1000 and "Fake GPU" in why
