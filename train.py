@@ -32,6 +32,7 @@ from utils import (ArgumentParser, SPYLError, atomic_torch_save, autocast, atomi
                    save_png, seed_everything, sequence_grid, set_rng_state)
 
 
+ROOT = os.path.dirname(os.path.abspath(__file__))
 # Fields that shape the weights: a model file given to --init-from must agree on them.
 ARCHITECTURE_FIELDS = ("frames", "channels", "image_size", "frame_net", "x_dim", "conv_width", "s_dim", "d_dim", "g_dim", "hidden")
 # Fields a resumed run may change; anything else must match the checkpoint.
@@ -130,9 +131,29 @@ def plot_vector_recon(x, x_hat, path):
     save_figure(fig, path)
 
 
-# A contrastive step costs about this many warm-up steps (bench.py, cpu preset on 2 cores: 774
-# against 212 s per epoch): the bar's guess of the run's time left until one has been timed.
-CONTRASTIVE_COST = 3.6
+# What the hints quote is read from the files that measured it, never restated here: a
+# contrastive epoch's cost in warm-up epochs from the cpu preset's released run log, and the
+# paper preset's speed on a 2-core CPU from bench.py's results.
+CPU_PRESET_LOG = os.path.join(ROOT, "weights", "runs", "cpu-preset", "log.jsonl")
+PAPER_ON_CPU = os.path.join(ROOT, "bench", "results_cpu_paper_variants.json")
+
+
+def contrastive_cost(log_path=CPU_PRESET_LOG):
+    """How many warm-up epochs' time one contrastive epoch took in a run's log (mean over each
+    phase's epochs): the bar's guess of what is left until this run has timed one; 1.0 (no
+    guess) if the log is missing or has no epoch of either phase."""
+    try:
+        with open(log_path) as f:
+            rows = [json.loads(line) for line in f]
+    except (OSError, ValueError):
+        return 1.0
+    phases = {True: [], False: []}
+    for r in rows:
+        phases["nce_s" in r["train"]].append(r["seconds"])
+    return float(np.mean(phases[True]) / np.mean(phases[False])) if phases[True] and phases[False] else 1.0
+
+
+CONTRASTIVE_COST = contrastive_cost()
 
 
 def run_left(per_step, contrastive, steps_left, later, paces):
@@ -228,17 +249,22 @@ def validate(model, val_x, judges, test, device, amp_dtype, contrastive, tcfg):
     return val_loss, recon, swap
 
 
-PAPER_CPU_EPOCH_MINUTES = (9, 13, 45, 65)  # bench.py, paper preset on 2 cores: warm-up (min, max), contrastive (min, max)
-
-
-def cpu_hint(preset, device, tcfg):
-    """One line for a user about to train a GPU-sized preset on a CPU, or None."""
+def cpu_hint(preset, device, tcfg, n_train, bench_path=PAPER_ON_CPU):
+    """One line for a user about to train the GPU-sized paper preset on a CPU, or None: what an
+    epoch of n_train sequences took on 2 cores by bench.py (bench_path), or no figures without it."""
     if device.type != "cpu" or preset != "paper":
         return None
-    w0, w1, c0, c1 = PAPER_CPU_EPOCH_MINUTES
-    return (f"note: the paper preset is sized for a GPU; on 2 CPU cores an epoch takes about {w0}-{w1} min before the contrastive "
-            f"terms start and {c0}-{c1} min after (bench.py), so {tcfg.epochs} epochs would take weeks. "
-            f"`python train.py --preset cpu` trains a real model on 2 cores in 1-2 hours; this run goes on as asked.")
+    try:
+        with open(bench_path) as f:
+            rows = [r for r in json.load(f)["train_steps"] if r["preset"] == "paper"]
+        minutes = {phase: [n_train / r[phase] / 60 for r in rows] for phase in ("warm-up", "contrastive")}
+        took = (f"on 2 CPU cores an epoch takes {min(minutes['warm-up']):.0f}-{max(minutes['warm-up']):.0f} min before the "
+                f"contrastive terms start and {min(minutes['contrastive']):.0f}-{max(minutes['contrastive']):.0f} min after "
+                f"(bench.py, {os.path.relpath(bench_path, ROOT)}), so {tcfg.epochs} epochs would take weeks")
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+        took = f"on a CPU {tcfg.epochs} epochs would take weeks"
+    return (f"note: the paper preset is sized for a GPU; {took}. `python train.py --preset cpu` trains a real model "
+            f"on 2 cores in 1-2 hours; this run goes on as asked.")
 
 
 def start_from(model, path, mcfg):
@@ -310,6 +336,81 @@ def init_processes(tcfg):
     return device, rank, world
 
 
+def load_data(tcfg, device):
+    """(training set, held-out set, the held-out sequences the validation loss reads, on device).
+    Time series and speech validate on their validation split, so that whatever is chosen by
+    watching these curves is not chosen on test. Sprites' protocol has no validation split: its
+    loss is watched on test sequences, and nothing is chosen by it."""
+    held_name = "valid" if tcfg.dataset in HAS_VALIDATION else "test"
+    train, held = load_dataset(tcfg.dataset, tcfg.data_dir, tcfg.sheets or None, tcfg.chars or None, tcfg.data_root or None, held_name)
+    if tcfg.batch_size > len(train):
+        raise SPYLError(f"batch size {tcfg.batch_size} is larger than the training set ({len(train)} sequences); lower --batch-size")
+    return train, held, held.batch(np.arange(min(tcfg.val_size, len(held))), device)
+
+
+def build_model(mcfg, tcfg, ckpt, device, distributed):
+    """(model, optimiser, what the step calls: the model, compiled or wrapped for DDP as asked,
+    (first epoch, its first step, the log so far)): fresh, from --init-from, or as the checkpoint left them."""
+    model = SPYL(mcfg).to(device)
+    if tcfg.channels_last and mcfg.frame_net == "conv":
+        model = model.to(memory_format=torch.channels_last)
+    model.fused_prior = tcfg.fused_prior
+    optimizer = make_optimizer(model, tcfg.lr, cuda_graph=tcfg.cuda_graph, prior_lr=tcfg.prior_lr)
+    start = (0, 0, [])
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start = (ckpt["epoch"], ckpt["step"], json.loads(ckpt["log"]))
+        set_rng_state(ckpt["rng"])
+    elif tcfg.init_from:
+        start_from(model, tcfg.init_from, mcfg)
+    forward = torch.compile(model) if tcfg.compile else model
+    if distributed:
+        forward = torch.nn.parallel.DistributedDataParallel(forward, device_ids=[device.index] if device.type == "cuda" else None)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # every batch has the same shape: pick the fastest kernels once
+    return model, optimizer, forward, start
+
+
+# Room a checkpoint needs: the weights and Adam's two moments (3 fp32 copies of the parameters),
+# plus slack for the log and the RNG state.
+CHECKPOINT_SLACK = 64 << 20
+
+
+def announce(model, mcfg, tcfg, train, val_x, device, world, amp_dtype):
+    """Clear the run folder of a killed run's temporaries, check it can take checkpoints, and
+    say in one line what is about to train where (with the CPU hint where it applies)."""
+    remove_stale_temporaries(tcfg.run_dir)
+    n_params = sum(p.numel() for p in model.parameters())
+    check_writable(tcfg.run_dir, need_bytes=3 * 4 * n_params + CHECKPOINT_SLACK)
+    held_name = "valid" if tcfg.dataset in HAS_VALIDATION else "test"
+    print(f"SPYL{' (DSVAE baseline)' if mcfg.dsvae else ''}: {n_params / 1e6:.2f}M parameters | data {train.name}: "
+          f"{len(train)} train / {len(val_x)} {held_name} for the validation loss | {device}{f' x{world}' if world > 1 else ''} | "
+          f"{'bf16 autocast' if amp_dtype else 'fp32'} | run folder {tcfg.run_dir}", file=sys.stderr)
+    hint = cpu_hint(tcfg.preset, device, tcfg, len(train))
+    if hint:
+        print(hint, file=sys.stderr)
+
+
+def save_checkpoint(path, model, optimizer, tcfg, data_name, log, epoch, at_step, sums):
+    """The model's own checkpoint (config, weights, data set) plus what resuming needs: the
+    optimiser, where the run stands (epoch, step, the sums of an unfinished epoch), RNG, the log."""
+    atomic_torch_save({**model.checkpoint(data_name), "format": "spyl-train", "train_config": asdict(tcfg),
+                       "optimizer": optimizer.state_dict(), "epoch": epoch, "step": at_step, "sums": sums,
+                       "rng": rng_state(), "log": json.dumps(log)}, path)
+
+
+def epoch_record(epoch, sums, n_batches, val_loss, swap, seconds, n_sequences, device):
+    """The epoch's line of log.jsonl: mean loss terms, validation loss, swap figures, time, memory."""
+    host_mib = peak_memory_mib(torch.device("cpu"))
+    record = {"epoch": epoch + 1, "train": {k: v / n_batches for k, v in sums.items()}, "val_loss": val_loss,
+              "seconds": round(seconds, 2), "seq_per_s": round(n_sequences / seconds, 1),
+              "peak_host_mib": None if host_mib is None else round(host_mib), "swap": swap}
+    if device.type == "cuda":
+        record["peak_gpu_mib"] = round(peak_memory_mib(device))
+    return record
+
+
 def main(argv=None):
     # ---- config --------------------------------------------------------------
     mcfg, tcfg, given, why = parse_args(argv)
@@ -320,60 +421,24 @@ def main(argv=None):
     if main_process:
         print(f"preset {tcfg.preset}: {'the run being resumed' if ckpt is not None else why}", file=sys.stderr)
     if tcfg.cuda_graph and (device.type != "cuda" or distributed):
-        raise SPYLError(f"--cuda-graph needs a single CUDA device, and this run is on {device}{f' x{world}' if distributed else ''}; drop --cuda-graph")
+        raise SPYLError(f"--cuda-graph needs a single CUDA device, and this run is on {device}{f' x{world}' if distributed else ''}; "
+                        "drop --cuda-graph")
     amp_dtype = resolve_precision(tcfg.precision, device)
     seed_everything(tcfg.seed + rank)
 
     # ---- data ----------------------------------------------------------------
-    # Time series and speech validate on their validation split, so that whatever is chosen by
-    # watching these curves is not chosen on test. Sprites' protocol has no validation split: its
-    # loss is watched on test sequences, and nothing is chosen by it.
-    held_name = "valid" if tcfg.dataset in HAS_VALIDATION else "test"
-    train, held = load_dataset(tcfg.dataset, tcfg.data_dir, tcfg.sheets or None, tcfg.chars or None, tcfg.data_root or None, held_name)
-    if tcfg.batch_size > len(train):
-        raise SPYLError(f"batch size {tcfg.batch_size} is larger than the training set ({len(train)} sequences); lower --batch-size")
+    train, held, val_x = load_data(tcfg, device)
     if ckpt is None:
-        mcfg.dataset_size = len(train)
-    val_x = held.batch(np.arange(min(tcfg.val_size, len(held))), device)
+        mcfg.dataset_size = len(train)  # N of the MI estimate: the training set's size
     judge_files = tcfg.judge.split(",") if tcfg.judge else judge_paths(train.name)
     judges = load_judges(judge_files, train.name, device) if tcfg.eval_every and judge_files else None
 
     # ---- model -----------------------------------------------------------------
-    model = SPYL(mcfg).to(device)
-    if tcfg.channels_last and mcfg.frame_net == "conv":
-        model = model.to(memory_format=torch.channels_last)
-    model.fused_prior = tcfg.fused_prior
-    optimizer = make_optimizer(model, tcfg.lr, cuda_graph=tcfg.cuda_graph, prior_lr=tcfg.prior_lr)
-    start_epoch, start_step, log = 0, 0, []
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        start_epoch, start_step, log = ckpt["epoch"], ckpt["step"], json.loads(ckpt["log"])
-        set_rng_state(ckpt["rng"])
-    elif tcfg.init_from:
-        start_from(model, tcfg.init_from, mcfg)
-    forward = torch.compile(model) if tcfg.compile else model
-    if distributed:
-        forward = torch.nn.parallel.DistributedDataParallel(forward, device_ids=[device.index] if device.type == "cuda" else None)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # every batch has the same shape: pick the fastest kernels once
+    model, optimizer, forward, (start_epoch, start_step, log) = build_model(mcfg, tcfg, ckpt, device, distributed)
     step = TrainStep(forward, optimizer, device, amp_dtype, cuda_graph=tcfg.cuda_graph)
     if main_process:
-        remove_stale_temporaries(tcfg.run_dir)
-        check_writable(tcfg.run_dir, need_bytes=3 * 4 * sum(p.numel() for p in model.parameters()) + (64 << 20))
-        n_params = sum(p.numel() for p in model.parameters())
-        print(f"SPYL{' (DSVAE baseline)' if mcfg.dsvae else ''}: {n_params / 1e6:.2f}M parameters | data {train.name}: "
-              f"{len(train)} train / {len(val_x)} {held_name} for the validation loss | {device}{f' x{world}' if distributed else ''} | "
-              f"{'bf16 autocast' if amp_dtype else 'fp32'} | run folder {tcfg.run_dir}", file=sys.stderr)
-        hint = cpu_hint(tcfg.preset, device, tcfg)
-        if hint:
-            print(hint, file=sys.stderr)
-
-    def save_checkpoint(epoch, at_step, sums):
-        # the model's own checkpoint (config, weights, data set) plus what resuming needs
-        atomic_torch_save({**model.checkpoint(train.name), "format": "spyl-train", "train_config": asdict(tcfg),
-                           "optimizer": optimizer.state_dict(), "epoch": epoch, "step": at_step, "sums": sums,
-                           "rng": rng_state(), "log": json.dumps(log)}, ckpt_path)
+        announce(model, mcfg, tcfg, train, val_x, device, world, amp_dtype)
+    save = lambda epoch, at_step, sums: save_checkpoint(ckpt_path, model, optimizer, tcfg, train.name, log, epoch, at_step, sums)
 
     # ---- loop ------------------------------------------------------------------
     stop = Stop() if main_process and not distributed else None
@@ -392,8 +457,7 @@ def main(argv=None):
     try:
         for epoch in range(start_epoch, tcfg.epochs):
             contrastive = is_contrastive(epoch)
-            batches = batch_indices(len(train), tcfg.batch_size * world, tcfg.seed, epoch)
-            batches = [b[rank::world] for b in batches]
+            batches = [b[rank::world] for b in batch_indices(len(train), tcfg.batch_size * world, tcfg.seed, epoch)]
             first = start_step if epoch == start_epoch else 0
             sums = ckpt["sums"] if (ckpt is not None and epoch == start_epoch and first) else None
             bar = tqdm(total=len(batches), initial=first, desc=f"epoch {epoch + 1}/{tcfg.epochs}", disable=not main_process,
@@ -405,25 +469,18 @@ def main(argv=None):
                                            later=later_steps(epoch, len(batches)), paces=paces, where=(epoch, tcfg.run_dir))
             bar.close()
             if stopped_at is not None:
-                save_checkpoint(epoch, stopped_at, sums)
+                save(epoch, stopped_at, sums)
                 print(f"stopped: checkpoint at epoch {epoch + 1}, step {stopped_at} in {ckpt_path}; continue with --resume", file=sys.stderr)
                 sys.exit(130)
             if distributed:
                 dist.barrier()
-            seconds = time.time() - t0
-            n_steps = len(batches) - first
+            seconds, n_steps = time.time() - t0, len(batches) - first
             paces[contrastive] = seconds / max(n_steps, 1)
 
             # ---- evaluation ------------------------------------------------------------
             evaluating = judges is not None and (epoch + 1) % tcfg.eval_every == 0  # judges is None when eval_every is 0
             val_loss, recon, swap = validate(model, val_x, judges if evaluating else None, held, device, amp_dtype, contrastive, tcfg)
-            host_mib = peak_memory_mib(torch.device("cpu"))
-            record = {"epoch": epoch + 1, "train": {k: v / len(batches) for k, v in sums.items()}, "val_loss": val_loss,
-                      "seconds": round(seconds, 2), "seq_per_s": round(n_steps * tcfg.batch_size * world / seconds, 1),
-                      "peak_host_mib": None if host_mib is None else round(host_mib), "swap": swap}
-            if device.type == "cuda":
-                record["peak_gpu_mib"] = round(peak_memory_mib(device))
-            log.append(record)
+            log.append(epoch_record(epoch, sums, len(batches), val_loss, swap, seconds, n_steps * tcfg.batch_size * world, device))
 
             # ---- checkpoint -------------------------------------------------------------
             if main_process:
@@ -431,13 +488,12 @@ def main(argv=None):
                 last_plot = time.time() if draw else last_plot
                 write_epoch(log, tcfg, val_x[:4], recon, draw)
                 if (epoch + 1) % tcfg.save_every == 0 or epoch + 1 == tcfg.epochs or (stop and stop.requested):
-                    save_checkpoint(epoch + 1, 0, None)
+                    save(epoch + 1, 0, None)
                 if stop is not None and stop.requested and epoch + 1 < tcfg.epochs:
                     print(f"stopped: checkpoint after epoch {epoch + 1} in {ckpt_path}; continue with --resume", file=sys.stderr)
                     sys.exit(130)
             if distributed:
                 dist.barrier()
-            start_step = 0
     finally:
         if stop is not None:
             stop.close()

@@ -53,6 +53,10 @@ def test_the_bar_shows_the_first_step_when_syncs_are_windowed():
 def test_run_left_counts_the_dearer_contrastive_steps_ahead():
     assert train.run_left(1.0, False, 5, {False: 10}, {}) == 15                                   # warm-up only
     assert train.run_left(1.0, False, 5, {False: 10, True: 10}, {}) == 15 + 10 * train.CONTRASTIVE_COST  # a guess, not yet timed
+    log = [json.loads(line) for line in open(train.CPU_PRESET_LOG)]                             # the guess: the cpu preset's run
+    warm, contrastive = ([r["seconds"] for r in log if ("nce_s" in r["train"]) == phase] for phase in (False, True))
+    assert len(warm) == 20 and len(contrastive) == 4 and train.CONTRASTIVE_COST == sum(contrastive) / 4 / (sum(warm) / 20)
+    assert 2.5 < train.CONTRASTIVE_COST < 3.5 and train.contrastive_cost("no/such/log.jsonl") == 1.0
     assert train.run_left(1.0, False, 5, {True: 10}, {True: 2.5}) == 5 + 25                       # timed in an earlier epoch
     assert train.run_left(3.0, True, 2, {True: 4}, {False: 1.0, True: 9.0}) == 6 + 12             # the pace measured now wins
 
@@ -63,10 +67,13 @@ def test_format_duration():
 
 def test_hint_when_the_paper_preset_runs_on_a_cpu():
     tcfg = train.TrainConfig()
-    hint = train.cpu_hint("paper", torch.device("cpu"), tcfg)
-    assert hint.startswith("note:") and "--preset cpu" in hint and "min" in hint and "\n" not in hint
-    assert train.cpu_hint("paper", torch.device("cuda"), tcfg) is None   # a mocked GPU device: no hint
-    assert train.cpu_hint("cpu", torch.device("cpu"), tcfg) is None
+    hint = train.cpu_hint("paper", torch.device("cpu"), tcfg, 9000)
+    assert hint.startswith("note:") and "--preset cpu" in hint and "\n" not in hint
+    rows = [r for r in json.load(open(train.PAPER_ON_CPU))["train_steps"] if r["preset"] == "paper"]
+    slowest = max(9000 / r["contrastive"] / 60 for r in rows)                  # the figures are the bench file's
+    assert f"{slowest:.0f} min after (bench.py, bench/results_cpu_paper_variants.json)" in hint
+    assert train.cpu_hint("paper", torch.device("cuda"), tcfg, 9000) is None   # a mocked GPU device: no hint
+    assert train.cpu_hint("cpu", torch.device("cpu"), tcfg, 9000) is None
 
 
 def test_train_prints_the_hint_before_training(tmp_path, capsys, monkeypatch):
