@@ -87,9 +87,11 @@ class JudgeConfig:
 
 class SpatialFrames(nn.Module):
     """Per-frame conv maps: 3 x 64 x 64 -> 4w x 8 x 8, the layout of the frame kept."""
+    GRID = 8  # 64 pixels halved three times
 
     def __init__(self, width):
         super().__init__()
+        self.channels = 4 * width
         layers, c_in = [], 3
         for c_out in (width, 2 * width, 4 * width):
             layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True)]
@@ -112,7 +114,7 @@ class Judge(nn.Module):
             features = 2 * cfg.hidden
         else:
             self.frames = SpatialFrames(cfg.conv_width)
-            features = 2 * 4 * cfg.conv_width * 8 * 8
+            features = 2 * self.frames.channels * SpatialFrames.GRID ** 2  # the maps pooled over time by mean and by max
         self.heads = nn.ModuleList(nn.Linear(features, k) for k in N_CLASSES)
         self.register_buffer("temperature", torch.ones(len(N_CLASSES)))  # per head, fitted after training
 

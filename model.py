@@ -51,7 +51,7 @@ class SPYLConfig:
     n_negatives: int = 256
     bank_factor: int = 4         # the negative bank holds bank_factor x batch sequences
     negative_mode: str = "soft"  # soft, semi or hard, as the reference code ranks them (see select_negatives)
-    dataset_size: int = 9000     # N in the minibatch-weighted MI estimate
+    dataset_size: int = 9000     # N in the minibatch-weighted MI estimate; train.py sets it to the training set's size
     dsvae: bool = False          # True: contrastive and MI terms off (the DSVAE baseline)
     logvar_limit: float = 10.0   # |log-variance| bound, so exp() never overflows
     init: str = "reference"      # reference: Conv2d/Linear weights ~ N(0, 0.01^2), biases 0 (the paper's code); torch: PyTorch's defaults
@@ -383,7 +383,7 @@ class SPYL(nn.Module):
         """n x s_dim from p(s) = N(0, I)."""
         return torch.randn(n, self.config.s_dim, device=self.device)
 
-    def sample_dynamics(self, n, T=None):
+    def sample_dynamics_means(self, n, T=None):
         """n x T x d_dim: the per-step means of a prior chain whose steps are sampled."""
         return self.sample_prior(n, T or self.config.frames)[0]
 
@@ -403,7 +403,7 @@ class SPYL(nn.Module):
         straightforward implementation would; the values are the same (bench.py's plain mode).
         """
         with torch.set_grad_enabled(self.plain_bank and torch.is_grad_enabled()):
-            x = self.decode(self.sample_static(n), self.sample_dynamics(n, T))
+            x = self.decode(self.sample_static(n), self.sample_dynamics_means(n, T))
             s_mean, s_logvar, d_mean, d_logvar = self.encode(x)
         return tuple(t.detach() for t in (s_mean, s_logvar, d_mean.mean(1), d_logvar.mean(1)))
 
@@ -439,7 +439,7 @@ class SPYL(nn.Module):
         if contrastive and not cfg.dsvae:
             bank_s_mean, bank_s_logvar, bank_d_mean, bank_d_logvar = self._negative_bank(cfg.bank_factor * B, T)
             # static view: keep s, draw the motion from the prior; its re-encoded s is the positive
-            s_pos = self.encode(self.decode(s_mean, self.sample_dynamics(B, T)))[0].float()
+            s_pos = self.encode(self.decode(s_mean, self.sample_dynamics_means(B, T)))[0].float()
             # dynamic view: keep d, draw a new appearance; its re-encoded d is the positive
             d_pos = self.encode(self.decode(self.sample_static(B), d_mean))[2].float().mean(1)
             d_anchor, d_anchor_logvar = d_mean.mean(1), d_logvar.mean(1)

@@ -33,7 +33,6 @@ CONTENT_SHA256 = "9522c1a728116ed24ea0cf65a4237abe4dbcdf9c9f8d9fe9712e180fcf88bf
 FEATURES = ("DiasABP", "GCS", "HCT", "MAP", "NIDiasABP", "NIMAP", "NISysABP", "RespRate", "SysABP", "Temp")
 MAX_HOURS, MIN_HOURS, MAX_MISSING, WINDOW = 80, 40, 0.6, 4
 STEPS, STEP_DIM = MAX_HOURS // WINDOW, WINDOW * len(FEATURES)
-ICU_TYPES = ("coronary care", "cardiac surgery recovery", "medical ICU", "surgical ICU")
 
 
 def clean(name, v):

@@ -24,7 +24,7 @@ def test_public_methods_shapes():
     y = m.decode(s_mean, d_mean)
     assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
     assert m.sample_static(3).shape == (3, cfg.s_dim)
-    assert m.sample_dynamics(3, 6).shape == (3, 6, cfg.d_dim)
+    assert m.sample_dynamics_means(3, 6).shape == (3, 6, cfg.d_dim)
     ab, ba = m.swap(x[:2], x[2:4])
     assert ab.shape == ba.shape == (2, T, 3, 64, 64)
 

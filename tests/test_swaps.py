@@ -376,7 +376,7 @@ def one_pass_per_repeat(model, judges, data, oracle, repeats, batch_size):
             x, y = data.batch(idx), torch.from_numpy(data.labels[idx])
             s_mean, _, d_mean, _ = model.encode(x)
             x_action = model.decode(model.sample_static(len(idx)), d_mean)
-            x_static = model.decode(s_mean, model.sample_dynamics(len(idx), x.shape[1]))
+            x_static = model.decode(s_mean, model.sample_dynamics_means(len(idx), x.shape[1]))
             for name, judge in judges.items():
                 la, ls = judge(x_action), judge(x_static)
                 hits[name]["action"] += (la[0].argmax(1) == y[:, 0]).sum().item()
