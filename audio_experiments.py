@@ -27,6 +27,7 @@ frame-to-frame change (`raw_delta`) and a random code (`random`, the ceiling) fo
 import contextlib
 import json
 import os
+import shlex
 import sys
 import time
 
@@ -310,15 +311,15 @@ def train_all(jobs, workers):
             print(f"[{k}/{len(todo)}] {done.result()} after {(time.time() - t0) / 60:.1f} min", file=sys.stderr)
 
 
-def retrain(data_root, weights_dir, runs_dir, workers, rows=None):
-    """Train every row of `rows` (default: those of UNITS) on its unit's preset, one model per
-    seed, into weights_dir (half precision); seeds first, so that an interrupted run has every
-    row's first seeds."""
+def retrain(data_root, weights_dir, runs_dir, workers, rows=None, flags=()):
+    """Train every row of `rows` (default: those of UNITS) on its unit's preset, with the train.py
+    flags given on top, one model per seed, into weights_dir (half precision); seeds first, so
+    that an interrupted run has every row's first seeds."""
     jobs = []
     for seed in SEEDS:
         for row, unit in (rows or rows_of(UNITS)).items():
             path = weights_path(weights_dir, row, seed)
-            jobs.append((unit, path, os.path.join(runs_dir, os.path.basename(path)[:-4]), data_root, row.startswith("dsvae"), seed, []))
+            jobs.append((unit, path, os.path.join(runs_dir, os.path.basename(path)[:-4]), data_root, row.startswith("dsvae"), seed, list(flags)))
     train_all(jobs, workers)
 
 
@@ -355,6 +356,8 @@ def main(argv=None):
     p.add_argument("--weights-dir", default="weights/audio")
     p.add_argument("--train", action="store_true", help="retrain 3 seeds of every row of --units first (writes --weights-dir)")
     p.add_argument("--units", default=",".join(UNITS), help="the sequence units whose rows are trained and scored: fsdd_200ms, fsdd (640 ms), or both")
+    p.add_argument("--train-flags", default="", help="with --train: train.py flags on top of the preset for every model, "
+                   "e.g. \"--epochs 120 --warmup-epochs 40\" (use other --weights-dir and --runs-dir)")
     p.add_argument("--runs-dir", default="runs/audio", help="with --train or --search: the run folders")
     p.add_argument("--search", action="store_true", help="train the SEARCH candidates (seed 0) and print their validation EERs, then stop")
     p.add_argument("--search-json", default="fig/audio_search.json", help="with --search: where the candidates' figures go")
@@ -373,7 +376,7 @@ def main(argv=None):
         return
     rows = rows_of(parse_units(a.units))
     if a.train:
-        retrain(a.data_root, a.weights_dir, a.runs_dir, a.jobs, rows)
+        retrain(a.data_root, a.weights_dir, a.runs_dir, a.jobs, rows, shlex.split(a.train_flags))
     # every seed whose model is there (--train makes SEEDS of each row)
     paths = {row: [(seed, q) for seed in SEEDS if os.path.isfile(q := weights_path(a.weights_dir, row, seed))] for row in rows}
     missing = [row for row in rows if not paths[row]]

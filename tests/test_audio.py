@@ -275,3 +275,21 @@ def test_a_training_job_gives_the_same_floats_fresh_or_after_another_job(tmp_pat
         torch.set_num_threads(threads)
     assert all(torch.equal(first[k], again[k]) for k in first)                    # seed 0 after seed 1: the same floats
     assert any(not torch.equal(first[k], other[k]) for k in first)                # and the seed matters
+
+
+def test_train_flags_reach_every_training_job(tmp_path, monkeypatch):
+    import audio_experiments as ae
+    seen = []
+    monkeypatch.setattr(ae, "train_all", lambda jobs, workers: seen.extend(jobs))
+    ae.retrain("root", str(tmp_path / "w"), str(tmp_path / "r"), 1, flags=["--epochs", "120", "--warmup-epochs", "40"])
+    assert len(seen) == 2 * len(ae.SEEDS) and all(job[-1] == ["--epochs", "120", "--warmup-epochs", "40"] for job in seen)
+
+    class Asked(Exception):
+        pass
+
+    def retrain(*args):
+        raise Asked(args)
+    monkeypatch.setattr(ae, "retrain", retrain)
+    with pytest.raises(Asked) as asked:
+        ae.main(["--train", "--train-flags", "--epochs 120 --warmup-epochs 40", "--weights-dir", str(tmp_path / "w")])
+    assert asked.value.args[0][-1] == ["--epochs", "120", "--warmup-epochs", "40"]
