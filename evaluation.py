@@ -338,3 +338,21 @@ def markdown_rows(reports):
             cells.append(val)
         lines.append(f"| `{rep['weights']}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def compare_table(base, other, spread):
+    """Two runs' figures side by side (each a swaps JSON report's results): base, other, their
+    difference, the std over repeats of `spread` (a run of several repeats), and the difference
+    in units of that std; the last line counts the figures further apart than one std."""
+    lines = [f"{'figure':<34}{'base':>10}{'other':>10}{'other-base':>12}{'std':>10}{'|diff|/std':>12}"]
+    beyond = []
+    for k, v in base.items():
+        if isinstance(v["mean"], list) or k not in other:
+            continue
+        diff, std = other[k]["mean"] - v["mean"], spread.get(k, {}).get("std", 0.0)
+        ratio = abs(diff) / std if std > 0 else (0.0 if diff == 0 else math.inf)
+        if ratio > 1:
+            beyond.append(k)
+        lines.append(f"{k:<34}{v['mean']:>10.4f}{other[k]['mean']:>10.4f}{diff:>12.4f}{std:>10.4f}{ratio:>12.2f}")
+    lines.append(f"{len(beyond)} figure(s) further apart than one std over repeats" + (f": {', '.join(beyond)}" if beyond else ""))
+    return "\n".join(lines)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from dataloader import ATTRIBUTES, AUDIO, N_CHARACTERS, TIMESERIES, SequenceData, load_dataset
-from evaluation import Stages, evaluate, evaluation_layout, format_table, markdown_rows
+from evaluation import Stages, compare_table, evaluate, evaluation_layout, format_table, markdown_rows
 from judging import judge_paths, load_judges
 from model import SPYL
 from oracle import REAL_FRAME_RMS, PixelOracle
@@ -124,6 +124,17 @@ def check_video_model(ckpt, path):
                         f"Evaluate it with `python {script}`")
 
 
+def read_report(path):
+    """A swaps JSON report this script wrote, or one line saying why it cannot be read."""
+    try:
+        with open(path) as f:
+            report = json.load(f)
+        report["results"]
+        return report
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SPYLError(f"cannot read {path} as a swaps JSON report ({type(e).__name__}: {e})") from None
+
+
 def main(argv=None):
     p = ArgumentParser(description="Swap experiments with a judge ensemble and the pixel oracle.")
     p.add_argument("--weights", default=RELEASED, help="a model (SPYL.save) or a train.py checkpoint")
@@ -150,6 +161,9 @@ def main(argv=None):
     p.add_argument("--label", default="", help="the row's name in the JSON and the --markdown table (default: the --weights path)")
     p.add_argument("--curves", nargs="+", metavar="RUN_DIR", help="only plot swap accuracy against epoch for these train.py run folders")
     p.add_argument("--markdown", nargs="+", metavar="JSON", help="only print the README results table from these swaps JSON files")
+    p.add_argument("--compare", nargs=2, metavar=("BASE", "OTHER"), help="only print the figures of two swaps JSON files side by "
+                   "side, with their difference in units of the std over repeats of --spread-from (default: BASE)")
+    p.add_argument("--spread-from", default="", metavar="JSON", help="with --compare: the run of several repeats whose std is the unit")
     p.add_argument("--profile", action="store_true", help="print the seconds spent in each stage (encode, draw, decode, each judge, oracle)")
     p.add_argument("--real", action="store_true", help="score the real test sequences themselves (the ceiling of every figure) "
                    "instead of a model; writes <fig-dir>/swaps_real.json")
@@ -160,14 +174,11 @@ def main(argv=None):
         print(f"wrote {path}")
         return
     if a.markdown:
-        reports = []
-        for path in a.markdown:
-            try:
-                with open(path) as f:
-                    reports.append(json.load(f))
-            except (OSError, ValueError) as e:
-                raise SPYLError(f"cannot read {path} as a swaps JSON report ({e})") from None
-        print(markdown_rows(reports))
+        print(markdown_rows([read_report(path) for path in a.markdown]))
+        return
+    if a.compare:
+        base, other = (read_report(path)["results"] for path in a.compare)
+        print(compare_table(base, other, read_report(a.spread_from)["results"] if a.spread_from else base))
         return
     a.fig_dir = a.fig_dir or default_fig_dir(a.weights, a.real)
     device = pick_device(a.device)
@@ -206,7 +217,8 @@ def main(argv=None):
     report = {"weights": a.label or a.weights, "weights_sha256": None if a.real else sha256_file(a.weights),
               "judges": {os.path.basename(p): sha256_file(p) for p in paths}, "oracle": oracle is not None,
               "data": data_name, f"{a.split}_sequences": len(test), "seed": a.seed, "repeats": a.repeats, "precision": precision,
-              "seconds": round(seconds, 1), "results": results}
+              "seconds": round(seconds, 1),
+              "stage_seconds": {k: round(v, 1) for k, v in stages.seconds.items()}, "results": results}
     atomic_write(out_json, lambda f: json.dump(report, f, indent=1), mode="w")
     if a.real or a.split == "train":
         print(f"wrote {out_json}")

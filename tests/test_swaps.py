@@ -414,3 +414,20 @@ def test_encoding_once_gives_the_figures_of_one_pass_per_repeat(sprites_dir, mon
     torch.manual_seed(0)
     tallies, again = swap_scores(model, judges, sub, "cpu", oracle, repeats=2, batch_size=20)
     assert (scores(tallies), again) == (runs, recon)
+
+
+def test_compare_counts_the_figures_further_apart_than_the_spread_over_repeats(tmp_path):
+    from evaluation import compare_table
+    base = {"action": {"mean": 0.99, "std": 0.0}, "skin": {"mean": 0.90, "std": 0.0}, "IS": {"mean": 8.9, "std": 0.0},
+            "oracle_real_frames_by_step": {"mean": [0.1, 0.2], "std": [0.0, 0.0]}}
+    other = {"action": {"mean": 0.985, "std": 0.0}, "skin": {"mean": 0.92, "std": 0.0}, "IS": {"mean": 8.9, "std": 0.0}}
+    spread = {"action": {"mean": 0.99, "std": 0.01}, "skin": {"mean": 0.9, "std": 0.01}, "IS": {"mean": 8.9, "std": 0.0}}
+    table = compare_table(base, other, spread)
+    rows = {line.split()[0]: line.split() for line in table.splitlines()[1:-1]}
+    assert set(rows) == {"action", "skin", "IS"}                                     # per-step lists are left out
+    assert float(rows["action"][-1]) == pytest.approx(0.5) and float(rows["skin"][-1]) == pytest.approx(2.0)
+    assert table.splitlines()[-1] == "1 figure(s) further apart than one std over repeats: skin"
+    for name, results in (("a.json", base), ("b.json", other)):
+        (tmp_path / name).write_text(json.dumps({"results": results}))
+    code, err = run_script(swaps_experiments.main, ["--compare", str(tmp_path / "a.json"), str(tmp_path / "nope.json")])
+    assert code == 2 and "cannot read" in err and "nope.json" in err
