@@ -65,9 +65,11 @@ SEARCH = {
     "120 epochs": ("fsdd", ["--epochs", "120", "--warmup-epochs", "40"]),
     "200 ms, 120 epochs": ("fsdd_200ms", ["--epochs", "120", "--warmup-epochs", "40"]),
 }
-RESAMPLES = 200     # bootstrap resamples of the test utterances per interval: 200 keep the evaluation under 2 minutes on 2 cores
+# bootstrap resamples of the test utterances per interval: 200 keep the evaluation under 2 minutes on 2 cores
+RESAMPLES = 200
 PROBE_HIDDEN = 64   # the probes' hidden width: wider than the 6 or 10 classes, so it is no bottleneck
-FIGURES = ("static_eer", "dynamic_eer", "digit_acc_from_d", "digit_acc_from_s", "speaker_acc_from_s", "speaker_acc_from_d")
+FIGURES = ("static_eer", "dynamic_eer", "digit_acc_from_d", "digit_acc_from_s", "speaker_acc_from_s",
+           "speaker_acc_from_d")
 
 
 def equal_error_rate(scores, targets):
@@ -137,7 +139,8 @@ def utterance_codes(model, data, device):
 
 def eers(s, d, speakers):
     """{"static_eer", "dynamic_eer"} of utterance codes s and d (cosine over all pairs, target: same speaker)."""
-    return {"static_eer": equal_error_rate(*pair_scores(s, speakers)), "dynamic_eer": equal_error_rate(*pair_scores(d, speakers))}
+    return {"static_eer": equal_error_rate(*pair_scores(s, speakers)),
+            "dynamic_eer": equal_error_rate(*pair_scores(d, speakers))}
 
 
 def evaluate_model(model, splits, device, seed):
@@ -149,7 +152,8 @@ def evaluate_model(model, splits, device, seed):
     out = eers(s_te, d_te, spk_te)
     for name, (x_tr, x_te) in (("s", (s_tr, s_te)), ("d", (d_tr, d_te))):
         out[f"digit_acc_from_{name}"] = classify(x_tr, dig_tr, x_te, dig_te, 10, seed=seed, hidden=PROBE_HIDDEN)[0]
-        out[f"speaker_acc_from_{name}"] = classify(x_tr, spk_tr, x_te, spk_te, len(fsdd.SPEAKERS), seed=seed, hidden=PROBE_HIDDEN)[0]
+        out[f"speaker_acc_from_{name}"] = classify(x_tr, spk_tr, x_te, spk_te, len(fsdd.SPEAKERS), seed=seed,
+                                                   hidden=PROBE_HIDDEN)[0]
     return out, eers(s_va, d_va, spk_va), (s_te, d_te, spk_te)
 
 
@@ -187,7 +191,8 @@ def evaluate_controls(splits, part="test", intervals=False):
     out = {}
     for name, eer in CONTROLS.items():
         if name == "lda_raw":
-            lda = LinearDiscriminantAnalysis(n_components=len(fsdd.SPEAKERS) - 1).fit(control_codes("raw_mean_std", f_tr), spk_tr)
+            lda = LinearDiscriminantAnalysis(n_components=len(fsdd.SPEAKERS) - 1).fit(control_codes("raw_mean_std",
+                                                                                                    f_tr), spk_tr)
             codes = [lda.transform(control_codes("raw_mean_std", f_te))]
         else:
             codes = [control_codes(name, f_te, seed) for seed in (SEEDS if name == "random" else SEEDS[:1])]
@@ -221,17 +226,22 @@ def format_table(results):
     r = results["fsdd"]
     pct = lambda v: f"{100 * v['mean']:.2f} ± {100 * v['std']:.2f}" if v else "-"
     ci = lambda v: f"[{100 * v['ci'][0]:.1f}, {100 * v['ci'][1]:.1f}]" if v and "ci" in v else "-"
-    lines = [f"{'FSDD (ours)':<22}{'static EER':>16}{'dynamic EER':>16}{'gap':>8}{'static 95% CI':>15}{'dynamic 95% CI':>15}{'digit|d':>16}{'digit|s':>16}{'speaker|s':>16}{'speaker|d':>16}"]
+    lines = [f"{'FSDD (ours)':<22}{'static EER':>16}{'dynamic EER':>16}{'gap':>8}{'static 95% CI':>15}"
+             f"{'dynamic 95% CI':>15}"
+             + "".join(f"{title:>16}" for title in ("digit|d", "digit|s", "speaker|s", "speaker|d"))]
     for row in r:
         f = r[row]
         if row in CONTROLS:
-            lines.append(f"{row + (' (sup.)' if row == 'lda_raw' else ''):<22}{pct(f.get('static_eer')):>16}{pct(f.get('dynamic_eer')):>16}"
+            name = row + (" (sup.)" if row == "lda_raw" else "")
+            lines.append(f"{name:<22}{pct(f.get('static_eer')):>16}{pct(f.get('dynamic_eer')):>16}"
                          f"{'':>8}{ci(f.get('static_eer')):>15}{ci(f.get('dynamic_eer')):>15}")
             continue
         gap = 100 * (f["dynamic_eer"]["mean"] - f["static_eer"]["mean"])
         n = len(results.get("seeds", {}).get(row, SEEDS))
-        lines.append(f"{row + f' ({n} seed' + ('s)' if n > 1 else ')'):<22}{pct(f['static_eer']):>16}{pct(f['dynamic_eer']):>16}{gap:>8.2f}"
-                     + f"{ci(f['static_eer']):>15}{ci(f['dynamic_eer']):>15}" + "".join(f"{pct(f[k]):>16}" for k in FIGURES[2:]))
+        name = f"{row} ({n} seed{'s' if n > 1 else ''})"
+        lines.append(f"{name:<22}{pct(f['static_eer']):>16}{pct(f['dynamic_eer']):>16}{gap:>8.2f}"
+                     + f"{ci(f['static_eer']):>15}{ci(f['dynamic_eer']):>15}"
+                     + "".join(f"{pct(f[k]):>16}" for k in FIGURES[2:]))
     lines.append(f"{'TIMIT (published)':<22}")
     for name, (st, dy) in ANCHORS.items():
         lines.append(f"{name:<22}{st:>16.2f}{dy:>16.2f}{dy - st:>8.2f}")
@@ -286,7 +296,8 @@ def _train_one(job, quiet=False):
     unit, path, run_dir, data_root, dsvae, seed, flags = job
     os.makedirs(os.path.dirname(run_dir) or ".", exist_ok=True)
     with open(run_dir + ".log", "w") if quiet else contextlib.nullcontext() as log:
-        train_model(unit, path, run_dir, data_root, dsvae=dsvae, seed=seed, flags=flags, resume=True, threads=1, log=log)
+        train_model(unit, path, run_dir, data_root, dsvae=dsvae, seed=seed, flags=flags, resume=True, threads=1,
+                    log=log)
     SPYL.load(path).save(path, data=unit, half=True)
     return path
 
@@ -319,7 +330,8 @@ def retrain(data_root, weights_dir, runs_dir, workers, rows=None, flags=()):
     for seed in SEEDS:
         for row, unit in (rows or rows_of(UNITS)).items():
             path = weights_path(weights_dir, row, seed)
-            jobs.append((unit, path, os.path.join(runs_dir, os.path.basename(path)[:-4]), data_root, row.startswith("dsvae"), seed, list(flags)))
+            jobs.append((unit, path, os.path.join(runs_dir, os.path.basename(path)[:-4]), data_root,
+                         row.startswith("dsvae"), seed, list(flags)))
     train_all(jobs, workers)
 
 
@@ -328,9 +340,11 @@ def search(data_root, runs_dir, workers, out_json, weights_dir):
     preset's seed-0 SPYL and DSVAE models in weights_dir where they are there, and the controls
     on the same utterances: the measurements behind the presets.
     -> {candidate: {"unit", "flags", "static_eer", "dynamic_eer"}, control: {its EER figure}}."""
-    slug = lambda name: "".join(c if c.isalnum() or c == "." else "_" for c in name.replace(", ", "-"))   # '15 epochs, d of 2' -> 15_epochs_d_of_2
+    # '15 epochs, d of 2' -> 15_epochs_d_of_2
+    slug = lambda name: "".join(c if c.isalnum() or c == "." else "_" for c in name.replace(", ", "-"))
     paths = {name: os.path.join(runs_dir, "search", slug(name) + ".pth") for name in SEARCH}
-    train_all([(unit, paths[name], paths[name][:-4], data_root, False, 0, flags) for name, (unit, flags) in SEARCH.items()], workers)
+    train_all([(unit, paths[name], paths[name][:-4], data_root, False, 0, flags) for name,
+               (unit, flags) in SEARCH.items()], workers)
     candidates = dict(SEARCH)
     for row in ("spyl", "dsvae"):
         if os.path.isfile(q := weights_path(weights_dir, row, 0)):
@@ -341,27 +355,37 @@ def search(data_root, runs_dir, workers, out_json, weights_dir):
     for name, (unit, flags) in candidates.items():
         s, d, spk, _ = utterance_codes(SPYL.load(paths[name]), splits[unit]["valid"], "cpu")
         out[name] = {"unit": unit, "flags": flags, **eers(s, d, spk)}
-        print(f"{name:<40}{100 * out[name]['static_eer']:>8.2f}{100 * out[name]['dynamic_eer']:>8.2f}   {unit} {' '.join(flags)}")
+        print(f"{name:<40}{100 * out[name]['static_eer']:>8.2f}{100 * out[name]['dynamic_eer']:>8.2f}   {unit} "
+              f"{' '.join(flags)}")
     # the raw frames, and so the controls, are the same for either unit
     for name, figures in evaluate_controls(next(iter(splits.values())), "valid").items():
         out[name] = {figure: v["mean"] for figure, v in figures.items()}
-        print(f"{name + ' (control)':<40}" + "".join(f"{100 * out[name][f]:>8.2f}" if f in out[name] else f"{'-':>8}" for f in ("static_eer", "dynamic_eer")))
+        cells = (f"{100 * out[name][f]:>8.2f}" if f in out[name] else f"{'-':>8}"
+                 for f in ("static_eer", "dynamic_eer"))
+        print(f"{name + ' (control)':<40}" + "".join(cells))
     atomic_write(out_json, lambda f: json.dump(out, f, indent=1), mode="w")
     return out
 
 
 def main(argv=None):
     p = ArgumentParser(description="Speech experiments on FSDD: speaker verification EER of s and d, probes, swaps.")
-    p.add_argument("--data-root", default="", help="folder holding fsdd/recordings.tar.gz (default: $SPYL_DATA_ROOT, else data/, downloading)")
+    p.add_argument("--data-root", default="",
+                   help="folder holding fsdd/recordings.tar.gz (default: $SPYL_DATA_ROOT, else data/, downloading)")
     p.add_argument("--weights-dir", default="weights/audio")
-    p.add_argument("--train", action="store_true", help="retrain 3 seeds of every row of --units first (writes --weights-dir)")
-    p.add_argument("--units", default=",".join(UNITS), help="the sequence units whose rows are trained and scored: fsdd_200ms, fsdd (640 ms), or both")
-    p.add_argument("--train-flags", default="", help="with --train: train.py flags on top of the preset for every model, "
+    p.add_argument("--train", action="store_true",
+                   help="retrain 3 seeds of every row of --units first (writes --weights-dir)")
+    p.add_argument("--units", default=",".join(UNITS),
+                   help="the sequence units whose rows are trained and scored: fsdd_200ms, fsdd (640 ms), or both")
+    p.add_argument("--train-flags", default="",
+                   help="with --train: train.py flags on top of the preset for every model, "
                    "e.g. \"--epochs 120 --warmup-epochs 40\" (use other --weights-dir and --runs-dir)")
     p.add_argument("--runs-dir", default="runs/audio", help="with --train or --search: the run folders")
-    p.add_argument("--search", action="store_true", help="train the SEARCH candidates (seed 0) and print their validation EERs, then stop")
-    p.add_argument("--search-json", default="fig/audio_search.json", help="with --search: where the candidates' figures go")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="with --train or --search: models trained at once, one core each")
+    p.add_argument("--search", action="store_true",
+                   help="train the SEARCH candidates (seed 0) and print their validation EERs, then stop")
+    p.add_argument("--search-json", default="fig/audio_search.json",
+                   help="with --search: where the candidates' figures go")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="with --train or --search: models trained at once, one core each")
     p.add_argument("--device", default="auto")
     p.add_argument("--fig-dir", default="fig")
     p.add_argument("--out-json", default="fig/audio.json")
@@ -378,16 +402,19 @@ def main(argv=None):
     if a.train:
         retrain(a.data_root, a.weights_dir, a.runs_dir, a.jobs, rows, shlex.split(a.train_flags))
     # every seed whose model is there (--train makes SEEDS of each row)
-    paths = {row: [(seed, q) for seed in SEEDS if os.path.isfile(q := weights_path(a.weights_dir, row, seed))] for row in rows}
+    paths = {row: [(seed, q) for seed in SEEDS if os.path.isfile(q := weights_path(a.weights_dir, row,
+                                                                                   seed))] for row in rows}
     missing = [row for row in rows if not paths[row]]
     if missing:
         flag = "" if set(rows.values()) == set(UNITS) else f" --units {a.units}"
-        raise SPYLError(f"no {weights_path(a.weights_dir, missing[0], SEEDS[0])}; train the models with `python audio_experiments.py --train{flag}`")
+        raise SPYLError(f"no {weights_path(a.weights_dir, missing[0], SEEDS[0])}; train the models with `python "
+                        f"audio_experiments.py --train{flag}`")
     splits = {unit: load_splits(unit, a.data_root or None) for unit in sorted(set(rows.values()))}
     results = {"fsdd": {}, "validation": {}, "seeds": {row: [seed for seed, _ in paths[row]] for row in rows}}
     for row, unit in rows.items():
         runs = [evaluate_model(SPYL.load(q, map_location=device), splits[unit], device, seed) for seed, q in paths[row]]
-        results["fsdd"][row], results["validation"][row] = mean_std([t for t, _, _ in runs]), mean_std([v for _, v, _ in runs])
+        results["fsdd"][row], results["validation"][row] = mean_std([t for t, _, _ in runs]), mean_std([v for _, v,
+                                                                                                        _ in runs])
         speakers = runs[0][2][2]
         for k, eer in enumerate(("static_eer", "dynamic_eer")):
             results["fsdd"][row][eer]["ci"] = eer_interval([codes[k] for _, _, codes in runs], speakers)

@@ -11,8 +11,9 @@ every loss term read back each step), +bf16 (autocast; on a CPU the precision tr
 pick, fp32 without AMX tiles), +channels-last, +no-grad-bank, +no-read-back (the terms read
 back every 20 steps, as train.py does on a GPU; on a CPU it reads every step, which costs
 nothing there), +fused-prior (model.SPYL.fused_prior), +graph (the whole step as a CUDA graph,
-step.py; CUDA only), and +compile (torch.compile on top of +fused-prior instead of the graph). The steps are step.TrainStep, the code train.py runs, timed
-as it runs them: no sync per step. Each row runs in a fresh process, so its peak memory is its own.
+step.py; CUDA only), and +compile (torch.compile on top of +fused-prior instead of the graph).
+The steps are step.TrainStep, the code train.py runs, timed as it runs them: no sync per step.
+Each row runs in a fresh process, so its peak memory is its own.
 """
 import argparse
 import json
@@ -29,7 +30,8 @@ import torch
 import presets
 from model import SPYL, SPYLConfig
 from step import TrainStep, make_optimizer
-from utils import ArgumentParser, SPYLError, between, one_of, atomic_write, peak_memory_mib, pick_device, resolve_precision, run_main
+from utils import (ArgumentParser, SPYLError, atomic_write, between, one_of, peak_memory_mib, pick_device,
+                   resolve_precision, run_main)
 
 # The ablation's rows in order, each the row above plus one change; +compile, on request, is
 # +fused-prior with torch.compile in place of the graph.
@@ -40,9 +42,11 @@ for _row, _change in CHANGES:
     ABLATION[_row] = ABLATION[list(ABLATION)[-1]] | {_change}
 DEFAULT_ROWS = tuple(ABLATION)
 ABLATION["+compile"] = ABLATION["+fused-prior"] | {"compile"}
+SPRITES_TRAIN = 9000  # sequences in an epoch of Sprites: the s/epoch column
 READ_BACK_EVERY = presets.TrainConfig.log_every  # how often train.py reads the terms back on a GPU
 # names of the runtime calls that launch work on a GPU, as the profiler records them
-LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx", "cudaGraphLaunch", "cudaMemcpyAsync", "cudaMemsetAsync")
+LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx", "cudaGraphLaunch",
+            "cudaMemcpyAsync", "cudaMemsetAsync")
 
 
 def preset_configs(preset):
@@ -139,9 +143,11 @@ def profile_phase(step, xs, contrastive, device, n=3):
     events = prof.events()
     if device.type == "cuda":
         launches = sum(1 for e in events if e.name in LAUNCHES)
-        gpu_us = sum(e.time_range.end - e.time_range.start for e in events if getattr(e, "device_type", None) == DeviceType.CUDA)
+        gpu_us = sum(e.time_range.end - e.time_range.start for e in events if getattr(e, "device_type",
+                                                                                      None) == DeviceType.CUDA)
         return {"launches": launches / n, "gpu_ms": gpu_us / 1e3 / n}
-    leaves = sum(1 for e in events if e.name.startswith("aten::") and not any(c.name.startswith("aten::") for c in e.cpu_children))
+    aten = lambda e: e.name.startswith("aten::")
+    leaves = sum(1 for e in events if aten(e) and not any(aten(c) for c in e.cpu_children))
     return {"launches": leaves / n, "gpu_ms": None}
 
 
@@ -165,7 +171,8 @@ def run_one(args):
         data = load_sprites(args.data_dir, None, download=False)[0]
     out = {"preset": args.one[0], "mode": args.one[1]}
     for phase, contrastive in (("warm-up", False), ("contrastive", True)):
-        out[phase] = time_steps(args.one[0], args.one[1], contrastive, args.steps, args.warmup_steps, device, data, args.profile)
+        out[phase] = time_steps(args.one[0], args.one[1], contrastive, args.steps, args.warmup_steps, device, data,
+                                args.profile)
     out["peak_mib"] = peak_memory_mib(device)
     out["host_rss_mib"] = peak_memory_mib(torch.device("cpu"))  # host RAM counts on a GPU machine too
     print(json.dumps(out))
@@ -175,7 +182,8 @@ def bench_eval(device, data_dir="", n=504, repeats=2, preset="paper"):
     """Sequences per second of the swap evaluation (`repeats` draws of n sequences, as
     evaluation.evaluate runs them), judged by an ensemble shaped like the shipped one
     (untrained: the cost is the same), with the pixel oracle on real Sprites (with data_dir);
-    model of a train.py preset (the shipped one is paper-size). Returns {"eval_seq_per_s", "judges", "eval_stage_seconds", "oracle_seq_per_s"}."""
+    model of a train.py preset (the shipped one is paper-size). Returns {"eval_seq_per_s", "judges",
+    "eval_stage_seconds", "oracle_seq_per_s"}."""
     from dataloader import SequenceData, load_sprites
     from judging import DEFAULT_MEMBERS, Judge, JudgeConfig
     from oracle import PixelOracle
@@ -188,7 +196,8 @@ def bench_eval(device, data_dir="", n=504, repeats=2, preset="paper"):
         data, oracle = SequenceData(test_set.x[:n], test_set.labels[:n], "bench"), PixelOracle(train_set, test_set)
     else:
         rng = np.random.default_rng(0)
-        data = SequenceData(rng.integers(0, 256, (n, 8, 64, 64, 3), dtype=np.uint8), np.zeros((n, 5), np.int64), "bench")
+        data = SequenceData(rng.integers(0, 256, (n, 8, 64, 64, 3), dtype=np.uint8), np.zeros((n, 5), np.int64),
+                            "bench")
         oracle = None
     swap_scores(model, judges, SequenceData(data.x[:63], data.labels[:63], "bench"), device)  # warm-up
     stages = Stages()
@@ -231,23 +240,32 @@ def print_table(rows):
                 vs_above = f"{m['seq_per_s'] / mine[i - 1][phase]['seq_per_s']:.2f}x" if i else "-"
                 launches = f"{m['launches']:.0f}" if "launches" in m else "-"
                 gpu = f"{m['gpu_ms']:.1f}" if m.get("gpu_ms") is not None else "-"
-                print(f"{preset:<8}{r['mode']:<16}{phase:<13}{m['precision']:>6}{m['seq_per_s']:>9.1f}{vs_plain:>9}{vs_above:>9}"
-                      f"{9000 / m['seq_per_s']:>9.1f}{m['median_step_ms']:>9.1f}{m['host_issue_ms']:>9.1f}{launches:>9}{gpu:>8}{r['peak_mib']:>9.0f}")
+                print(f"{preset:<8}{r['mode']:<16}{phase:<13}{m['precision']:>6}{m['seq_per_s']:>9.1f}"
+                      f"{vs_plain:>9}{vs_above:>9}"
+                      f"{SPRITES_TRAIN / m['seq_per_s']:>9.1f}{m['median_step_ms']:>9.1f}{m['host_issue_ms']:>9.1f}"
+                      f"{launches:>9}{gpu:>8}{r['peak_mib']:>9.0f}")
 
 
 def main(argv=None):
     p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--presets", default="cpu,paper")
     p.add_argument("--rows", default=",".join(DEFAULT_ROWS),
-                   help=f"rows of the ablation, each one change on the row above: {', '.join(ABLATION)} (+graph needs CUDA; left out elsewhere)")
-    p.add_argument("--steps", type=between(1, 10**4), default=20, help="timed steps per phase; the figures are their medians")
-    p.add_argument("--warmup-steps", type=between(1, 100), default=3, help="untimed steps first (CUDA graphs are captured in these)")
-    p.add_argument("--profile", action="store_true", help="also profile 3 steps per phase: launches and GPU time per step")
+                   help=f"rows of the ablation, each one change on the row above: {', '.join(ABLATION)} (+graph "
+                        "needs CUDA; left out elsewhere)")
+    p.add_argument("--steps", type=between(1, 10**4), default=20,
+                   help="timed steps per phase; the figures are their medians")
+    p.add_argument("--warmup-steps", type=between(1, 100), default=3,
+                   help="untimed steps first (CUDA graphs are captured in these)")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile 3 steps per phase: launches and GPU time per step")
     p.add_argument("--device", default="auto")
     p.add_argument("--sheets", default="", help="sprite parts folder: also time building and loading Sprites")
-    p.add_argument("--data-dir", default="", help="folder with composed Sprites: train on real batches (and count their memory)")
-    p.add_argument("--eval-sequences", type=between(1, 2664), default=504, help="test sequences the swap evaluation is timed on")
-    p.add_argument("--eval-preset", type=one_of(*presets.PRESETS), default="paper", help="the model size the swap evaluation is timed with")
+    p.add_argument("--data-dir", default="",
+                   help="folder with composed Sprites: train on real batches (and count their memory)")
+    p.add_argument("--eval-sequences", type=between(1, 2664), default=504,
+                   help="test sequences the swap evaluation is timed on")
+    p.add_argument("--eval-preset", type=one_of(*presets.PRESETS), default="paper",
+                   help="the model size the swap evaluation is timed with")
     p.add_argument("--out", default="bench/results.json")
     p.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -257,7 +275,8 @@ def main(argv=None):
     asked = args.rows.split(",")
     unknown = [r for r in asked if r not in ABLATION] + [p for p in args.presets.split(",") if p not in presets.PRESETS]
     if unknown:
-        raise SPYLError(f"unknown row or preset {unknown}; rows: {', '.join(ABLATION)}; presets: {', '.join(presets.PRESETS)}")
+        raise SPYLError(f"unknown row or preset {unknown}; rows: {', '.join(ABLATION)}; presets: "
+                        f"{', '.join(presets.PRESETS)}")
     if device.type != "cuda" and "+graph" in asked:
         if args.rows != ",".join(DEFAULT_ROWS):
             raise SPYLError(f"row +graph needs a CUDA device, and this machine runs on {device}; leave it out")
@@ -266,26 +285,36 @@ def main(argv=None):
     rows = []
     for preset in args.presets.split(","):
         for row in asked:
-            cmd = [sys.executable, __file__, "--one", preset, row, "--steps", str(args.steps), "--warmup-steps", str(args.warmup_steps),
-                   "--device", args.device, *(["--profile"] if args.profile else []), *(["--data-dir", args.data_dir] if args.data_dir else [])]
+            cmd = [sys.executable, __file__, "--one", preset, row, "--steps", str(args.steps), "--warmup-steps",
+                   str(args.warmup_steps),
+                   "--device", args.device, *(["--profile"] if args.profile else []),
+                   *(["--data-dir", args.data_dir] if args.data_dir else [])]
             res = subprocess.run(cmd, capture_output=True, text=True)
             if res.returncode:
-                raise SPYLError(f"row {row} of preset {preset} failed: {res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode}")
+                raise SPYLError(f"row {row} of preset {preset} failed: "
+                                f"{res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode}")
             rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
             print(f"  {preset:<6} {row:<15} warm-up {rows[-1]['warm-up']['seq_per_s']:8.1f} seq/s   contrastive "
-                  f"{rows[-1]['contrastive']['seq_per_s']:8.1f} seq/s   peak {rows[-1]['peak_mib']:7.0f} MiB", file=sys.stderr)
-    report = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
-              "threads": torch.get_num_threads(), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                  f"{rows[-1]['contrastive']['seq_per_s']:8.1f} seq/s   peak {rows[-1]['peak_mib']:7.0f} MiB",
+                  file=sys.stderr)
+    report = {"device": str(device),
+              "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
+                              else platform.processor() or platform.machine()),
+              "threads": torch.get_num_threads(), "torch": torch.__version__,
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "steps": args.steps, "warmup_steps": args.warmup_steps, "train_steps": rows,
               **bench_eval(device, args.data_dir, n=args.eval_sequences, preset=args.eval_preset)}
     if args.sheets:
         report["sprites_build_s"], report["sprites_load_s"] = bench_data(args.sheets)
     print_table(rows)
-    print(f"\nswap evaluation ({args.eval_preset}-preset model, {report['eval_repeats']} repeats): {report['eval_seq_per_s']:.1f} sequences/s per repeat, "
-          f"each read by {report['judges']} judges" + (f"; pixel oracle: {report['oracle_seq_per_s']:.0f} sequences/s" if "oracle_seq_per_s" in report else ""))
-    print("  " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(report["eval_stage_seconds"].items(), key=lambda kv: -kv[1])))
+    print(f"\nswap evaluation ({args.eval_preset}-preset model, {report['eval_repeats']} repeats): "
+          f"{report['eval_seq_per_s']:.1f} sequences/s per repeat, each read by {report['judges']} judges"
+          + (f"; pixel oracle: {report['oracle_seq_per_s']:.0f} sequences/s" if "oracle_seq_per_s" in report else ""))
+    print("  " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(report["eval_stage_seconds"].items(),
+                                                               key=lambda kv: -kv[1])))
     if args.sheets:
-        print(f"Sprites from the parts: built in {report['sprites_build_s']:.1f} s, loaded in {report['sprites_load_s']:.2f} s")
+        print(f"Sprites from the parts: built in {report['sprites_build_s']:.1f} s, loaded in "
+              f"{report['sprites_load_s']:.2f} s")
     atomic_write(args.out, lambda f: json.dump(report, f, indent=1), mode="w")
     print(f"wrote {args.out}")
 

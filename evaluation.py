@@ -37,7 +37,8 @@ ORACLE_FACTORS = tuple(f"oracle_{a}" for a in ATTRIBUTES)
 FLAG = {"accuracy": 0.01, "info": 0.05}
 BATCH = 252  # 28 whole characters of the test set (9 sequences each), so the oracle renders each character once
 JUDGE_FIGURES = ("action", *ATTRIBUTES, "action|static_kept", *(f"{a}|action_kept" for a in ATTRIBUTES))
-ORACLE_GROUP = 6  # repeats of a batch read by the oracle at once (with 5 repeats and the reconstructions: all), about 0.6 GB
+# repeats of a batch read by the oracle at once (with 5 repeats and the reconstructions: all), about 0.6 GB
+ORACLE_GROUP = 6
 # The "_from_step_2" figures start at this step (0-based): the per-step mean of a prior chain's
 # first step is the centre of every first pose, a blend by construction (docs/judging.md).
 FIRST_UNBLENDED_STEP = 1
@@ -65,7 +66,8 @@ class Stages:
         """Stage times as text, largest first, with their share of the total."""
         total = sum(self.seconds.values()) or 1.0
         rows = sorted(self.seconds.items(), key=lambda kv: -kv[1])
-        return "\n".join(f"  {k:<24}{v:8.1f} s {100 * v / total:5.1f}%" for k, v in rows) + f"\n  {'total':<24}{total:8.1f} s"
+        return "\n".join(f"  {k:<24}{v:8.1f} s {100 * v / total:5.1f}%" for k,
+                         v in rows) + f"\n  {'total':<24}{total:8.1f} s"
 
 
 def evaluation_layout(model, device=None, amp_dtype=None):
@@ -90,7 +92,8 @@ def draw_codes(model, n, T, repeats, batch_size=BATCH):
     them, so a seed gives the same samples however the scoring loop is ordered."""
     draws = []
     for _ in range(repeats):
-        s, d = zip(*[(model.sample_static(len(idx)), model.sample_dynamics_means(len(idx), T)) for idx in batches_of(n, batch_size)])
+        s, d = zip(*[(model.sample_static(len(idx)),
+                      model.sample_dynamics_means(len(idx), T)) for idx in batches_of(n, batch_size)])
         draws.append((torch.cat(s), torch.cat(d)))
     return draws
 
@@ -107,7 +110,8 @@ class Tally:
         self.real_by_step = np.zeros(steps)
 
     def add_judged(self, name, read_action, read_static, y):
-        """One judge's reads (a logit tensor per head) of a batch's action-kept and static-kept samples; y: B x 5 labels."""
+        """One judge's reads (a logit tensor per head) of a batch's action-kept and static-kept
+        samples; y: B x 5 labels."""
         self.probs[name].append(read_action[0].float().softmax(1).cpu())
         c = self.correct[name]
         c["action"] += (read_action[0].argmax(1) == y[:, 0]).sum().item()
@@ -124,17 +128,18 @@ class Tally:
 
     def judge_scores(self, n):
         """{judge: {figure: value}} over n sequences, IS and the entropies included."""
-        return {name: {**{k: v / n for k, v in self.correct[name].items()}, **inception_metrics(torch.cat(self.probs[name]))}
+        return {name: {**{k: v / n for k, v in self.correct[name].items()},
+                       **inception_metrics(torch.cat(self.probs[name]))}
                 for name in self.correct}
 
     def oracle_scores(self, n):
         """{oracle figure: value} over n sequences."""
-        steps = len(self.real_by_step)
-        later = f"_from_step_{FIRST_UNBLENDED_STEP + 1}"
+        steps, first = len(self.real_by_step), FIRST_UNBLENDED_STEP
+        later = f"_from_step_{first + 1}"
         return {**{k: float(v / n) for k, v in zip(ORACLE_FACTORS, self.oracle_correct[0])},
                 "oracle_real_frames": float(self.real_by_step.sum() / (n * steps)),
                 **{f"{k}{later}": float(v / n) for k, v in zip(ORACLE_FACTORS, self.oracle_correct[1])},
-                f"oracle_real_frames{later}": float(self.real_by_step[FIRST_UNBLENDED_STEP:].sum() / (n * (steps - FIRST_UNBLENDED_STEP))),
+                f"oracle_real_frames{later}": float(self.real_by_step[first:].sum() / (n * (steps - first))),
                 "oracle_real_frames_by_step": (self.real_by_step / n).tolist()}
 
 
@@ -252,7 +257,8 @@ def evaluate(model, judges, data, device, repeats=5, seed=0, oracle=None, progre
     """
     seed_everything(seed)
     passes = 1 if model is None else repeats
-    bar = tqdm(total=passes * len(data), desc=f"swaps ({repeats} repeat{'s' * (repeats > 1)})", unit="seq", disable=not progress,
+    bar = tqdm(total=passes * len(data), desc=f"swaps ({repeats} repeat{'s' * (repeats > 1)})", unit="seq",
+               disable=not progress,
                leave=False, file=sys.stderr, dynamic_ncols=True)
     stages = stages or Stages()
     stages.bar = None if bar.disable else bar
@@ -260,7 +266,8 @@ def evaluate(model, judges, data, device, repeats=5, seed=0, oracle=None, progre
         if model is None:
             tallies, recon = [real_scores(judges, data, device, oracle, stages)], None
         else:
-            tallies, recon = swap_scores(model, judges, data, device, oracle, repeats, stages=stages, amp_dtype=amp_dtype)
+            tallies, recon = swap_scores(model, judges, data, device, oracle, repeats, stages=stages,
+                                         amp_dtype=amp_dtype)
     finally:
         bar.close()
         stages.bar = None
@@ -286,7 +293,8 @@ def summarise(tallies, n, judges, with_oracle, real=False):
         for k in oracle_runs[0]:
             values = np.array([r[k] for r in oracle_runs])
             mean, std = values.mean(0), values.std(0)
-            results[k] = {"mean": mean.tolist(), "std": std.tolist()} if values.ndim > 1 else {"mean": float(mean), "std": float(std)}
+            results[k] = {"mean": mean.tolist(), "std": std.tolist()} if values.ndim > 1 else {"mean": float(mean),
+                                                                                               "std": float(std)}
     return results
 
 
@@ -301,7 +309,8 @@ def format_table(results):
     range, what chance would score, and a flag where the judges disagree."""
     chance = {"action": 1 / 9, "action|static_kept": 1 / 9, **{a: 1 / 6 for a in ATTRIBUTES},
               **{f"{a}|action_kept": 1 / 6 for a in ATTRIBUTES}, "IS": 1.0, "H(y|x)": math.log(9), "H(y)": 0.0,
-              **{k: 1 / 6 for k in ORACLE_FACTORS}, **{f"{k}_from_step_{FIRST_UNBLENDED_STEP + 1}": 1 / 6 for k in ORACLE_FACTORS}}
+              **{k: 1 / 6 for k in ORACLE_FACTORS},
+              **{f"{k}_from_step_{FIRST_UNBLENDED_STEP + 1}": 1 / 6 for k in ORACLE_FACTORS}}
     lines = [f"{'figure':<32}{'mean':>10}{'std':>9}{'spread':>9}{'judges':>20}{'chance':>9}"]
     for k, v in results.items():
         if isinstance(v["mean"], list):  # one value per step
@@ -314,7 +323,8 @@ def format_table(results):
         else:
             spread, judges = "-", "(oracle)"
         flag = "  <- judges disagree" if flagged(k, v) else ""
-        lines.append(f"{k:<32}{fmt(v['mean']):>10}{fmt(v['std']):>9}{spread:>9}{judges:>20}{fmt(chance.get(k, 0.0)):>9}{flag}")
+        lines.append(f"{k:<32}{fmt(v['mean']):>10}{fmt(v['std']):>9}{spread:>9}{judges:>20}"
+                     f"{fmt(chance.get(k, 0.0)):>9}{flag}")
     return "\n".join(lines)
 
 
@@ -354,5 +364,6 @@ def compare_table(base, other, spread):
         if ratio > 1:
             beyond.append(k)
         lines.append(f"{k:<34}{v['mean']:>10.4f}{other[k]['mean']:>10.4f}{diff:>12.4f}{std:>10.4f}{ratio:>12.2f}")
-    lines.append(f"{len(beyond)} figure(s) further apart than one std over repeats" + (f": {', '.join(beyond)}" if beyond else ""))
+    lines.append(f"{len(beyond)} figure(s) further apart than one std over repeats"
+                 + (f": {', '.join(beyond)}" if beyond else ""))
     return "\n".join(lines)

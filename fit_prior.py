@@ -12,30 +12,39 @@ import os
 from dataloader import load_dataset
 from model import SPYL
 from prior_fitting import INPUTS, fit_to_training_set, plot_fits
-from utils import (ArgumentParser, ListOf, SPYLError, atomic_write, between, load_checkpoint, one_of, pick_device, run_main,
+from utils import (ArgumentParser, ListOf, SPYLError, atomic_write, between, load_checkpoint, one_of, pick_device,
+                   run_main,
                    seed_everything)
 
 
 def main(argv=None):
     p = ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--weights", default="weights/model.pth", help="the model whose prior to fit (SPYL.save or a train.py checkpoint)")
-    p.add_argument("--out", default="runs/fit_prior/model.pth", help="where the model with the fitted prior goes (+ .json log beside it)")
+    p.add_argument("--weights", default="weights/model.pth",
+                   help="the model whose prior to fit (SPYL.save or a train.py checkpoint)")
+    p.add_argument("--out", default="runs/fit_prior/model.pth",
+                   help="where the model with the fitted prior goes (+ .json log beside it)")
     p.add_argument("--steps", type=between(1, 10**6), default=4000, help="at most this many Adam steps")
-    p.add_argument("--lr", type=ListOf(between(1e-8, 1.0, float)), default=[1e-3], help="learning rate; several (1e-3,3e-3): fit each, keep the best")
+    p.add_argument("--lr", type=ListOf(between(1e-8, 1.0, float)), default=[1e-3],
+                   help="learning rate; several (1e-3,3e-3): fit each, keep the best")
     p.add_argument("--batch-size", type=between(1, 10**6), default=128)
     p.add_argument("--inputs", type=ListOf(one_of(*INPUTS)), default=["sample"],
-                   help=f"what the chain is teacher-forced with: {' or '.join(INPUTS)}; both (sample,mean): fit each, keep the best")
+                   help=f"what the chain is teacher-forced with: {' or '.join(INPUTS)}; both (sample,mean): fit "
+                        "each, keep the best")
     p.add_argument("--eval-every", type=between(1, 10**6), default=100, help="steps between validation KLs")
-    p.add_argument("--patience", type=between(1, 10**6), default=5, help="stop after this many validation KLs without improvement")
+    p.add_argument("--patience", type=between(1, 10**6), default=5,
+                   help="stop after this many validation KLs without improvement")
     p.add_argument("--seed", type=between(0, 2**32 - 1), default=0)
     p.add_argument("--sheets", default="", help="folder of sprite-sheet parts or pre-built npy files")
     p.add_argument("--data-dir", default="data")
     p.add_argument("--data-root", default="", help="folder of the time-series or speech data sets")
     p.add_argument("--chars", type=between(0, 6 ** 4), default=0, help="built-in set only: this many characters")
     p.add_argument("--device", default="auto")
-    p.add_argument("--plot", metavar="JSON", help="only redraw the validation curves of a log this script wrote (--figure: where)")
-    p.add_argument("--figure", default="", help="with --plot: the PNG to write (default: beside the JSON, .json -> .png)")
-    p.add_argument("--half", action="store_true", help="store the weights in fp16 (half the bytes; loaded back in fp32), as released files are")
+    p.add_argument("--plot", metavar="JSON",
+                   help="only redraw the validation curves of a log this script wrote (--figure: where)")
+    p.add_argument("--figure", default="",
+                   help="with --plot: the PNG to write (default: beside the JSON, .json -> .png)")
+    p.add_argument("--half", action="store_true",
+                   help="store the weights in fp16 (half the bytes; loaded back in fp32), as released files are")
     a = p.parse_args(argv)
     if a.plot:
         try:

@@ -12,7 +12,8 @@ from utils import SPYLError
 TRAIN_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train.py")
 
 
-def train_model(dataset, out, run_dir, data_root="", dsvae=False, seed=None, flags=(), resume=False, threads=None, log=None):
+def train_model(dataset, out, run_dir, data_root="", dsvae=False, seed=None, flags=(), resume=False, threads=None,
+                log=None):
     """`python train.py --dataset DATASET [flags]` with the data set's preset, writing the final
     model to out. Refuses a run folder that already holds a run, unless resume is set and it holds
     a checkpoint: then the run goes on from it. threads: torch's threads in the job (default: its
@@ -29,4 +30,5 @@ def train_model(dataset, out, run_dir, data_root="", dsvae=False, seed=None, fla
     done = subprocess.run([sys.executable, TRAIN_SCRIPT, *args], env=env, stdout=log, stderr=log)
     if done.returncode != 0:
         where = f"; its output is in {log.name}" if log is not None else ""
-        raise SPYLError(f"training job `python train.py {' '.join(args)}` failed (exit status {done.returncode}){where}")
+        raise SPYLError(f"training job `python train.py {' '.join(args)}` failed (exit status "
+                        f"{done.returncode}){where}")

@@ -21,7 +21,8 @@ def parse_members(text):
     for item in text.split(","):
         arch, _, seed = item.partition(":")
         if arch not in ARCHS or not seed.isdigit():
-            raise SPYLError(f"--members takes ARCH:SEED items separated by commas, ARCH one of {', '.join(ARCHS)}; got {item!r}")
+            raise SPYLError(f"--members takes ARCH:SEED items separated by commas, ARCH one of {', '.join(ARCHS)}; "
+                            f"got {item!r}")
         members.append((arch, int(seed)))
     return members
 
@@ -29,17 +30,20 @@ def parse_members(text):
 def main(argv=None):
     p = ArgumentParser(description="Train the judge ensemble.")
     p.add_argument("--dataset", type=one_of("sprites", "builtin"), default="sprites", help="sprites or builtin")
-    p.add_argument("--members", default=",".join(f"{a}:{s}" for a, s in DEFAULT_MEMBERS), help="ARCH:SEED,... judges to train")
+    p.add_argument("--members", default=",".join(f"{a}:{s}" for a, s in DEFAULT_MEMBERS),
+                   help="ARCH:SEED,... judges to train")
     p.add_argument("--sheets", default="", help="folder of sprite-sheet parts or pre-built npy files")
     p.add_argument("--data-dir", default="data")
-    p.add_argument("--chars", type=between(0, 6 ** 4), default=0, help="built-in set: use this many characters (0: all)")
+    p.add_argument("--chars", type=between(0, 6 ** 4), default=0,
+                   help="built-in set: use this many characters (0: all)")
     p.add_argument("--epochs", type=between(1, 10**4), default=5)
     p.add_argument("--batch-size", type=between(1, 10**5), default=64)
     p.add_argument("--lr", type=between(1e-8, 1.0, float), default=2e-3)
     p.add_argument("--device", default="auto")
     p.add_argument("--out-dir", default="weights")
     p.add_argument("--recalibrate", action="store_true",
-                   help="no training: refit the temperatures of the members' existing files in --out-dir and rewrite their reports")
+                   help="no training: refit the temperatures of the members' existing files in --out-dir and rewrite "
+                        "their reports")
     a = p.parse_args(argv)
     members = parse_members(a.members)
     if a.dataset not in ("sprites", "builtin"):
@@ -52,8 +56,10 @@ def main(argv=None):
         if a.recalibrate:
             judge, report = recalibrate(out, train, test, device)
         else:
-            judge, report = train_judge(JudgeConfig(dataset=train.name, arch=arch, seed=seed), train, test, device, a.epochs, a.batch_size, a.lr)
-            report = {"dataset": train.name, "arch": arch, "seed": seed, "epochs": a.epochs, "test_sequences": len(test),
+            judge, report = train_judge(JudgeConfig(dataset=train.name, arch=arch, seed=seed), train, test, device,
+                                        a.epochs, a.batch_size, a.lr)
+            report = {"dataset": train.name, "arch": arch, "seed": seed, "epochs": a.epochs,
+                      "test_sequences": len(test),
                       "train_seconds": round(time.time() - t0), **report}
         judge.save(out, report)
         atomic_write(os.path.splitext(out)[0] + ".json", lambda f: json.dump(report, f, indent=1), mode="w")

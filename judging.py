@@ -94,7 +94,8 @@ class SpatialFrames(nn.Module):
         self.channels = 4 * width
         layers, c_in = [], 3
         for c_out in (width, 2 * width, 4 * width):
-            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True)]
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2,
+                                                                                                        inplace=True)]
             c_in = c_out
         self.net = nn.Sequential(*layers)
 
@@ -114,7 +115,8 @@ class Judge(nn.Module):
             features = 2 * cfg.hidden
         else:
             self.frames = SpatialFrames(cfg.conv_width)
-            features = 2 * self.frames.channels * SpatialFrames.GRID ** 2  # the maps pooled over time by mean and by max
+            # the maps pooled over time by mean and by max
+            features = 2 * self.frames.channels * SpatialFrames.GRID ** 2
         self.heads = nn.ModuleList(nn.Linear(features, k) for k in N_CLASSES)
         self.register_buffer("temperature", torch.ones(len(N_CLASSES)))  # per head, fitted after training
 
@@ -132,7 +134,8 @@ class Judge(nn.Module):
 
     def save(self, path, report):
         """State dict, config and the test report (accuracy, calibration), written atomically."""
-        atomic_torch_save({"format": JUDGE_FORMAT, "version": JUDGE_VERSION, "config": asdict(self.config), "report": report,
+        atomic_torch_save({"format": JUDGE_FORMAT, "version": JUDGE_VERSION, "config": asdict(self.config),
+                           "report": report,
                            "model": {k: v.detach().cpu() for k, v in self.state_dict().items()}}, path)
 
     @classmethod
@@ -144,11 +147,12 @@ class Judge(nn.Module):
         if not isinstance(ckpt, dict) or ckpt.get("format") != JUDGE_FORMAT:
             raise SPYLError(f"{path} is not a judge checkpoint; train one with `python judge.py`")
         if ckpt.get("version") != JUDGE_VERSION:
-            raise SPYLError(f"{path} is a judge of format version {ckpt.get('version', 1)}, without the calibration record "
-                            f"this code requires; retrain the judges with `python judge.py`")
+            raise SPYLError(f"{path} is a judge of format version {ckpt.get('version', 1)}, without the calibration "
+                            f"record this code requires; retrain the judges with `python judge.py`")
         cfg = JudgeConfig(**ckpt["config"])
         if dataset is not None and cfg.dataset != dataset:
-            raise SPYLError(f"{path} judges the {cfg.dataset} set, not {dataset}; train judges with `python judge.py --dataset {dataset}`")
+            raise SPYLError(f"{path} judges the {cfg.dataset} set, not {dataset}; train judges with `python judge.py "
+                            f"--dataset {dataset}`")
         failed = gate_failures(ckpt.get("report") or {}) if gate else []
         if failed:
             raise SPYLError(f"{path} may not judge: on real test sequences {'; '.join(failed)}; retrain it")
@@ -176,7 +180,8 @@ def gate_failures(report):
 def load_judges(paths, dataset, device="cpu"):
     """{file name: Judge} for the given judge files, each through the gate; one line if there are none."""
     if not paths:
-        raise SPYLError(f"no judges for the {dataset} set in weights/; train them with `python judge.py --dataset {dataset}`")
+        raise SPYLError(f"no judges for the {dataset} set in weights/; train them with `python judge.py --dataset "
+                        f"{dataset}`")
     for p in paths:
         if not os.path.isfile(p):
             raise SPYLError(f"no judge at {p}; train judges with `python judge.py --dataset {dataset}`")
@@ -247,13 +252,15 @@ def train_judge(cfg, train, test, device, epochs, batch_size, lr, max_noise=2 * 
         judge.train()
         t0 = time.time()
         batches = batch_indices(len(train), batch_size, cfg.seed, epoch)
-        bar = tqdm(prefetch(train, batches, device), total=len(batches), desc=f"judge {name} epoch {epoch + 1}/{epochs}",
+        bar = tqdm(prefetch(train, batches, device), total=len(batches),
+                   desc=f"judge {name} epoch {epoch + 1}/{epochs}",
                    leave=False, file=sys.stderr)
         for step, (x, idx) in enumerate(zip(bar, batches)):
             y = torch.from_numpy(train.labels[idx]).to(device)
             # half the sequences clean, half with noise of random std: robust to noise, yet the
             # BatchNorm statistics and the confidence are those of clean frames too
-            sigma = max_noise * torch.rand(len(x), 1, 1, 1, 1, device=device) * (torch.rand(len(x), 1, 1, 1, 1, device=device) < 0.5)
+            sigma = max_noise * torch.rand(len(x), 1, 1, 1, 1, device=device) * (torch.rand(len(x), 1, 1, 1, 1,
+                                                                                            device=device) < 0.5)
             x = (x + sigma * torch.randn_like(x)).clamp_(0, 1)
             loss = sum(F.cross_entropy(l, y[:, k]) for k, l in enumerate(judge(x)))
             opt.zero_grad(set_to_none=True)
@@ -262,7 +269,8 @@ def train_judge(cfg, train, test, device, epochs, batch_size, lr, max_noise=2 * 
             sched.step()
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss.item():.4f}")
-        print(f"judge {name} epoch {epoch + 1}/{epochs} | last loss {loss.item():.2e} | {time.time() - t0:.0f}s", file=sys.stderr)
+        print(f"judge {name} epoch {epoch + 1}/{epochs} | last loss {loss.item():.2e} | {time.time() - t0:.0f}s",
+              file=sys.stderr)
     return judge, calibrate(judge, held_out, test, device)
 
 
@@ -270,9 +278,11 @@ def calibrate(judge, held_out, test, device):
     """Fit the judge's temperatures on the held-out training characters, then measure it on the
     test split; returns the report the gate reads."""
     temps = fit_temperature(judge, held_out, device)
-    print(f"judge {judge.config.arch}-{judge.config.seed}: temperatures fitted on {len(held_out)} held-out training sequences: "
+    print(f"judge {judge.config.arch}-{judge.config.seed}: temperatures fitted on {len(held_out)} held-out training "
+          "sequences: "
           + " ".join(f"{n} {t:.3f}" for n, t in zip(LABEL_NAMES, temps)), file=sys.stderr)
-    return {"temperature": dict(zip(LABEL_NAMES, temps)), "held_out_sequences": len(held_out), **measure_on(judge, test, device)}
+    return {"temperature": dict(zip(LABEL_NAMES, temps)), "held_out_sequences": len(held_out),
+            **measure_on(judge, test, device)}
 
 
 def recalibrate(path, train, test, device):

@@ -54,14 +54,17 @@ class SPYLConfig:
     dataset_size: int = 9000     # N in the minibatch-weighted MI estimate; train.py sets it to the training set's size
     dsvae: bool = False          # True: contrastive and MI terms off (the DSVAE baseline)
     logvar_limit: float = 10.0   # |log-variance| bound, so exp() never overflows
-    init: str = "reference"      # reference: Conv2d/Linear weights ~ N(0, 0.01^2), biases 0 (the paper's code); torch: PyTorch's defaults
-    mi_density: str = "exact"    # exact: the Gaussian density of the MI penalty; reference: the reference code's, kernels of std sigma^2
+    # reference: Conv2d/Linear weights ~ N(0, 0.01^2), biases 0 (the paper's code); torch: PyTorch's defaults
+    init: str = "reference"
+    # exact: the Gaussian density of the MI penalty; reference: the reference code's, kernels of std sigma^2
+    mi_density: str = "exact"
 
     def __post_init__(self):
         check_bools(self)
         check_fields(self, CONFIG_RULES)
         if self.frame_net == "conv" and self.image_size & (self.image_size - 1):
-            raise SPYLError(f"--image-size (image_size) must be a power of two for the conv frame net, got {self.image_size}")
+            raise SPYLError("--image-size (image_size) must be a power of two for the conv frame net, got "
+                            f"{self.image_size}")
         if self.frame_net == "mlp" and self.x_dim <= 0:
             raise SPYLError("--x-dim (x_dim) must be at least 1 for frame_net 'mlp' (features per step), got 0")
 
@@ -78,7 +81,8 @@ class SPYLConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise SPYLError(f"config has fields this version does not know: {unknown}; update the code or the checkpoint")
+            raise SPYLError(f"config has fields this version does not know: {unknown}; update the code or the "
+                            "checkpoint")
         # Files written before `init` existed (the released weights among them) were initialised
         # with PyTorch's defaults; say so rather than claim the newer default.
         return cls(**{"init": "torch", **d})
@@ -89,7 +93,8 @@ class SPYLConfig:
 # 1e3) from running for hours.
 _SIZE, _WEIGHT = between(1, 65536), between(0.0, 1e6, float)
 CONFIG_RULES = {
-    "frames": between(1, 4096), "channels": between(1, 64), "image_size": between(8, 1024), "frame_net": one_of("conv", "mlp"),
+    "frames": between(1, 4096), "channels": between(1, 64), "image_size": between(8, 1024),
+                "frame_net": one_of("conv", "mlp"),
     "x_dim": between(0, 1 << 20), "conv_width": _SIZE, "s_dim": _SIZE, "d_dim": _SIZE, "g_dim": _SIZE, "hidden": _SIZE,
     **{w: _WEIGHT for w in ("w_recon", "w_kl_s", "w_kl_d", "w_mi", "w_con_s", "w_con_d")},
     "tau": between(1e-4, 100.0, float), "n_negatives": between(1, 1 << 20), "bank_factor": between(1, 1024),
@@ -110,7 +115,8 @@ class ConvFrameEncoder(nn.Module):
         layers, c_in = [], cfg.channels
         for i in range(int(math.log2(cfg.image_size)) - 2):
             c_out = cfg.conv_width * 2 ** i
-            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True)]
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2,
+                                                                                                        inplace=True)]
             c_in = c_out
         layers += [nn.Conv2d(c_in, cfg.g_dim, 4, 1, 0, bias=False), nn.BatchNorm2d(cfg.g_dim), nn.Tanh()]
         self.net = nn.Sequential(*layers)
@@ -126,9 +132,11 @@ class ConvFrameDecoder(nn.Module):
         super().__init__()
         n = int(math.log2(cfg.image_size)) - 2
         widths = [cfg.conv_width * 2 ** i for i in reversed(range(n))]
-        layers = [nn.ConvTranspose2d(in_dim, widths[0], 4, 1, 0, bias=False), nn.BatchNorm2d(widths[0]), nn.LeakyReLU(0.2, inplace=True)]
+        layers = [nn.ConvTranspose2d(in_dim, widths[0], 4, 1, 0, bias=False), nn.BatchNorm2d(widths[0]),
+                  nn.LeakyReLU(0.2, inplace=True)]
         for c_in, c_out in zip(widths, widths[1:]):
-            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True)]
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out),
+                       nn.LeakyReLU(0.2, inplace=True)]
         layers += [nn.ConvTranspose2d(widths[-1], cfg.channels, 4, 2, 1), nn.Sigmoid()]
         self.net = nn.Sequential(*layers)
 
@@ -141,7 +149,8 @@ class MLPFrameEncoder(nn.Module):
 
     def __init__(self, cfg):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(cfg.x_dim, cfg.hidden), nn.LeakyReLU(0.2), nn.Linear(cfg.hidden, cfg.g_dim), nn.Tanh())
+        self.net = nn.Sequential(nn.Linear(cfg.x_dim, cfg.hidden), nn.LeakyReLU(0.2), nn.Linear(cfg.hidden,
+                                                                                                cfg.g_dim), nn.Tanh())
 
     def forward(self, x):
         return self.net(x)
@@ -158,7 +167,8 @@ class MLPFrameDecoder(nn.Module):
         return self.net(z)
 
 
-FRAME_NETS = {"conv": (ConvFrameEncoder, ConvFrameDecoder), "mlp": (MLPFrameEncoder, MLPFrameDecoder)}  # the names of CONFIG_RULES["frame_net"]
+# the names of CONFIG_RULES["frame_net"]
+FRAME_NETS = {"conv": (ConvFrameEncoder, ConvFrameDecoder), "mlp": (MLPFrameEncoder, MLPFrameDecoder)}
 
 
 # --------------------------------------------------------------------------
@@ -368,7 +378,8 @@ class SPYL(nn.Module):
         for _ in range(T):
             inp = d_t
             for k, (w, b) in enumerate(cells):
-                gates = torch.addmm(b, torch.cat([inp, h[k]], 1), w)                 # n x 4H: input, forget, cell, output
+                # n x 4H: input, forget, cell, output
+                gates = torch.addmm(b, torch.cat([inp, h[k]], 1), w)
                 i, f, g, o = gates.chunk(4, 1)
                 c[k] = torch.sigmoid(f) * c[k] + torch.sigmoid(i) * torch.tanh(g)
                 h[k] = inp = torch.sigmoid(o) * torch.tanh(c[k])
@@ -443,8 +454,10 @@ class SPYL(nn.Module):
             # dynamic view: keep d, draw a new appearance; its re-encoded d is the positive
             d_pos = self.encode(self.decode(self.sample_static(B), d_mean))[2].float().mean(1)
             d_anchor, d_anchor_logvar = d_mean.mean(1), d_logvar.mean(1)
-            idx_s = select_negatives(s_mean.detach(), s_logvar.detach(), bank_s_mean, bank_s_logvar, cfg.n_negatives, cfg.negative_mode)
-            idx_d = select_negatives(d_anchor.detach(), d_anchor_logvar.detach(), bank_d_mean, bank_d_logvar, cfg.n_negatives, cfg.negative_mode)
+            idx_s = select_negatives(s_mean.detach(), s_logvar.detach(), bank_s_mean, bank_s_logvar, cfg.n_negatives,
+                                     cfg.negative_mode)
+            idx_d = select_negatives(d_anchor.detach(), d_anchor_logvar.detach(), bank_d_mean, bank_d_logvar,
+                                     cfg.n_negatives, cfg.negative_mode)
             terms["nce_s"] = info_nce(s_mean, s_pos, bank_s_mean.float(), idx_s, cfg.tau)   # negatives B x K x s_dim
             terms["nce_d"] = info_nce(d_anchor, d_pos, bank_d_mean.float(), idx_d, cfg.tau)  # B x K x d_dim
             total = total + cfg.w_con_s * terms["nce_s"] + cfg.w_con_d * terms["nce_d"]
@@ -459,7 +472,8 @@ class SPYL(nn.Module):
         state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
         if half:
             state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-        return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": asdict(self.config), "data": data, "model": state}
+        return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": asdict(self.config),
+                "data": data, "model": state}
 
     def save(self, path, data="sprites", half=False):
         """Write weights, config and the name of the data set trained on to path, atomically;
@@ -470,9 +484,11 @@ class SPYL(nn.Module):
     def from_checkpoint(cls, ckpt, path="checkpoint"):
         """Rebuild a model from a checkpoint dict written by `save` or by train.py."""
         if not isinstance(ckpt, dict) or ckpt.get("format") not in (CHECKPOINT_FORMAT, "spyl-train"):
-            raise SPYLError(f"{path} is not a SPYL checkpoint (no SPYL format tag); pass a file written by train.py or SPYL.save")
+            raise SPYLError(f"{path} is not a SPYL checkpoint (no SPYL format tag); pass a file written by train.py "
+                            "or SPYL.save")
         if ckpt.get("version") != CHECKPOINT_VERSION:
-            raise SPYLError(f"{path} has checkpoint format version {ckpt.get('version')}, this code reads version {CHECKPOINT_VERSION}")
+            raise SPYLError(f"{path} has checkpoint format version {ckpt.get('version')}, this code reads version "
+                            f"{CHECKPOINT_VERSION}")
         try:
             config = SPYLConfig.from_dict(ckpt["config"])
         except SPYLError as e:
@@ -482,7 +498,8 @@ class SPYL(nn.Module):
             model.load_state_dict(ckpt["model"])
         except RuntimeError as e:
             first = str(e).strip().splitlines()[1:2] or [str(e)]
-            raise SPYLError(f"{path} does not match its stored config ({first[0].strip()}); the file is damaged or was edited") from None
+            raise SPYLError(f"{path} does not match its stored config ({first[0].strip()}); the file is damaged or "
+                            "was edited") from None
         return model
 
     @classmethod

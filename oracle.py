@@ -77,8 +77,10 @@ class PixelOracle:
         static_labels = np.asarray(static_labels)
         if x.ndim != 5 or tuple(x.shape[2:]) != (3, SIZE, SIZE):
             raise SPYLError(f"the oracle reads N x T x 3 x {SIZE} x {SIZE} sequences, got shape {tuple(x.shape)}")
-        if static_labels.shape != (len(x), len(ATTRIBUTES)) or static_labels.min(initial=0) < 0 or static_labels.max(initial=0) >= N_VARIANTS:
-            raise SPYLError(f"the oracle needs one static label row (4 values in 0..5) per sequence, got shape {static_labels.shape}")
+        in_range = static_labels.min(initial=0) >= 0 and static_labels.max(initial=0) < N_VARIANTS
+        if static_labels.shape != (len(x), len(ATTRIBUTES)) or not in_range:
+            raise SPYLError("the oracle needs one static label row (4 values in 0..5) per sequence, got shape "
+                            f"{static_labels.shape}")
         # frames as H x W x C, the layout of the stored renders
         frames = torch.nan_to_num(x.detach().float().cpu()).permute(0, 1, 3, 4, 2).flatten(2)   # N x T x D
         T = x.shape[1]

@@ -15,11 +15,14 @@ from utils import between, check_bools, check_fields, one_of, pick_device
 @dataclass
 class TrainConfig:
     """How to train; defaults are the paper's (Adam 2e-3, batch 128, 50 warm-up epochs)."""
-    preset: str = "auto"         # a whole set of defaults (PRESETS); auto: the data set's own, else paper on CUDA, cpu elsewhere
-    dataset: str = "auto"        # auto (Sprites, else the built-in set, loudly), sprites, builtin, etth1, airquality, physionet, fsdd, fsdd_200ms
+    # a whole set of defaults (PRESETS); auto: the data set's own, else paper on CUDA, cpu elsewhere
+    preset: str = "auto"
+    # auto (Sprites, else the built-in set, loudly), sprites, builtin, etth1, airquality, physionet, fsdd, fsdd_200ms
+    dataset: str = "auto"
     sheets: str = ""             # folder of the sprite-sheet parts, or of the pre-built sprites_*.npy
     data_dir: str = "data"       # where the composed Sprites are cached
-    data_root: str = ""          # folder holding the time-series or speech data sets (default: $SPYL_DATA_ROOT, else data/, downloading)
+    # folder holding the time-series or speech data sets (default: $SPYL_DATA_ROOT, else data/, downloading)
+    data_root: str = ""
     chars: int = 0               # use only this many characters of the built-in set (0: all 1296)
     epochs: int = 1000
     batch_size: int = 128
@@ -28,20 +31,27 @@ class TrainConfig:
     warmup_epochs: int = 50      # epochs before the contrastive terms switch on
     seed: int = 0
     device: str = "auto"         # auto, cpu, cuda, cuda:N, mps
-    precision: str = "auto"      # auto (bf16 autocast on CUDA and on CPUs with bf16 units: AMX or AVX512-BF16), bf16, fp32
+    # auto (bf16 autocast on CUDA and on CPUs with bf16 units: AMX or AVX512-BF16), bf16, fp32
+    precision: str = "auto"
     channels_last: bool = True   # channels-last convolutions
     compile: bool = False        # torch.compile the model
-    cuda_graph: bool = False     # CUDA: capture each phase's whole step (forward, backward, Adam) as one CUDA graph (step.py)
-    fused_prior: bool = False    # the sampled prior chain as fused cells, a few launches fewer per step (model.SPYL.fused_prior)
+    # CUDA: capture each phase's whole step (forward, backward, Adam) as one CUDA graph (step.py)
+    cuda_graph: bool = False
+    # the sampled prior chain as fused cells, a few launches fewer per step (model.SPYL.fused_prior)
+    fused_prior: bool = False
     run_dir: str = "runs/spyl"   # checkpoint, logs, curves and sample PNGs go here
     save_every: int = 1          # epochs between checkpoints
     resume: bool = False         # continue the run in run_dir from its checkpoint
     out: str = ""                # also write the final model here (e.g. weights/model.pth)
-    init_from: str = ""          # start from this model file's weights (SPYL.save or a checkpoint), with a fresh optimiser
-    fit_prior: bool = False      # after the last epoch, fit the prior alone to the posteriors (fit_prior.py's defaults) before writing the model
-    val_size: int = 512          # held-out sequences for the validation loss: the validation split where the data set has one, else test
+    # start from this model file's weights (SPYL.save or a checkpoint), with a fresh optimiser
+    init_from: str = ""
+    # after the last epoch, fit the prior alone to the posteriors (fit_prior.py's defaults) before writing the model
+    fit_prior: bool = False
+    # held-out sequences for the validation loss: the validation split where the data set has one, else test
+    val_size: int = 512
     eval_every: int = 10         # epochs between swap evaluations (0: never)
-    judge: str = ""              # judge files for those evaluations, comma-separated (default: every judge of the data set in weights/)
+    # judge files for those evaluations, comma-separated (default: every judge of the data set in weights/)
+    judge: str = ""
     log_every: int = 20          # steps between progress-bar updates and finiteness checks
 
     def __post_init__(self):
@@ -52,9 +62,9 @@ class TrainConfig:
 _COUNT = between(1, 10**6)
 TRAIN_RULES = {
     "dataset": one_of(*DATASETS), "chars": between(0, N_CHARACTERS), "epochs": _COUNT, "batch_size": _COUNT,
-    "lr": between(1e-8, 1.0, float), "prior_lr": between(0.0, 1.0, float), "warmup_epochs": between(0, 10**6), "seed": between(0, 2**32 - 1),
-    "precision": one_of("auto", "bf16", "fp32"), "save_every": _COUNT, "val_size": _COUNT, "eval_every": between(0, 10**6),
-    "log_every": _COUNT,
+    "lr": between(1e-8, 1.0, float), "prior_lr": between(0.0, 1.0, float), "warmup_epochs": between(0, 10**6),
+    "seed": between(0, 2**32 - 1), "precision": one_of("auto", "bf16", "fp32"), "save_every": _COUNT,
+    "val_size": _COUNT, "eval_every": between(0, 10**6), "log_every": _COUNT,
 }
 
 # Time series: the sizes of the published protocol's models (s and d of 8, hidden 64), the MLP
@@ -64,14 +74,16 @@ TRAIN_RULES = {
 # KL(s) 0.009 nats, s told nothing). The KL weight of each set is the one
 # `timeseries_experiments.py --train` chose for SPYL on the validation split (0.01, 0.1 or 1;
 # weights/runs/timeseries/selection-*.json).
-SERIES = {"frame_net": "mlp", "s_dim": 8, "d_dim": 8, "g_dim": 32, "hidden": 64, "lr": 1e-3, "eval_every": 0, "log_every": 1,
+SERIES = {"frame_net": "mlp", "s_dim": 8, "d_dim": 8, "g_dim": 32, "hidden": 64, "lr": 1e-3, "eval_every": 0,
+          "log_every": 1,
           "w_kl_s": 0.1, "w_kl_d": 0.1}
 # Speech (FSDD): segments of log-mel frames (the TIMIT protocol's 200 ms, or 640 ms: a whole
 # word), the MLP pair per frame. The time-series widths keep the shipped models at 0.6 MB each
 # (the repository travels to GPU machines whole); a wider s (64) is what pays most within them.
 # The schedule is what `audio_experiments.py --search` chose on the validation utterances, for
 # both units (docs/speech.md).
-SPEECH = {"s_dim": 64, "batch_size": 64, "bank_factor": 2, "n_negatives": 64, "epochs": 60, "warmup_epochs": 20, "log_every": 20}
+SPEECH = {"s_dim": 64, "batch_size": 64, "bank_factor": 2, "n_negatives": 64, "epochs": 60, "warmup_epochs": 20,
+          "log_every": 20}
 
 
 def for_data_set(name, **values):
@@ -93,7 +105,8 @@ PRESETS = {
              "batch_size": 16, "n_negatives": 16, "epochs": 2, "warmup_epochs": 1, "val_size": 32, "log_every": 5},
     "etth1": for_data_set("etth1", batch_size=7, n_negatives=16, epochs=300, warmup_epochs=50),
     "airquality": for_data_set("airquality", batch_size=32, n_negatives=64, epochs=200, warmup_epochs=30),
-    "physionet": for_data_set("physionet", batch_size=32, n_negatives=64, epochs=100, warmup_epochs=20, w_kl_s=1.0, w_kl_d=1.0),
+    "physionet": for_data_set("physionet", batch_size=32, n_negatives=64, epochs=100, warmup_epochs=20, w_kl_s=1.0,
+                              w_kl_d=1.0),
     "fsdd": for_data_set("fsdd", **SPEECH),
     "fsdd_200ms": for_data_set("fsdd_200ms", **SPEECH),
 }

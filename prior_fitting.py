@@ -36,7 +36,8 @@ def encode_posteriors(model, data, device, batch_size=256, progress=True):
     """Posterior means and log-variances of d for every sequence, in eval mode: N x T x d_dim each."""
     model.eval()
     means, logvars = [], []
-    for start in tqdm(range(0, len(data), batch_size), desc="encoding", unit="batch", disable=not progress, leave=False, file=sys.stderr):
+    for start in tqdm(range(0, len(data), batch_size), desc="encoding", unit="batch", disable=not progress,
+                      leave=False, file=sys.stderr):
         _, _, d_mean, d_logvar = model.encode(data.batch(np.arange(start, min(start + batch_size, len(data))), device))
         means.append(d_mean.float())
         logvars.append(d_logvar.float())
@@ -67,7 +68,8 @@ def validation_kl(model, d_mean, d_logvar, eps, batch_size=1024):
     return total / len(d_mean)
 
 
-def fit_prior(model, fit_post, val_post, steps=4000, lr=1e-3, batch_size=128, inputs="sample", eval_every=100, patience=5,
+def fit_prior(model, fit_post, val_post, steps=4000, lr=1e-3, batch_size=128, inputs="sample", eval_every=100,
+              patience=5,
               seed=0, progress=True):
     """Fit the prior's parameters of `model` (in place) to posteriors (d_mean, d_logvar) of the
     fitting set, keeping the parameters of the best validation KL. Returns the log: a list of
@@ -82,7 +84,8 @@ def fit_prior(model, fit_post, val_post, steps=4000, lr=1e-3, batch_size=128, in
     best = validation_kl(model, *val_post, val_eps)
     best_state, since_best, log = copy.deepcopy(model.state_dict()), 0, [{"step": 0, "train_kl": None, "val_kl": best}]
     n, window = len(fit_post[0]), []
-    bar = tqdm(total=steps, desc="fitting the prior", unit="step", disable=not progress, leave=False, file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(total=steps, desc="fitting the prior", unit="step", disable=not progress, leave=False, file=sys.stderr,
+               dynamic_ncols=True)
     for step in range(1, steps + 1):
         idx = torch.randint(n, (batch_size,), generator=gen)
         loss = prior_kl(model, fit_post[0][idx], fit_post[1][idx], inputs)
@@ -120,10 +123,12 @@ def fit_grid(model, fit_post, val_post, lrs, inputs_list, **kw):
             t0 = time.perf_counter()
             log = fit_prior(model, fit_post, val_post, lr=lr, inputs=inputs, **kw)
             best = min(log, key=lambda r: r["val_kl"])
-            fits.append({"lr": lr, "inputs": inputs, "seconds": round(time.perf_counter() - t0, 1), "best_step": best["step"],
+            fits.append({"lr": lr, "inputs": inputs, "seconds": round(time.perf_counter() - t0, 1),
+                         "best_step": best["step"],
                          "val_kl_before": log[0]["val_kl"], "val_kl_after": best["val_kl"], "log": log})
-            print(f"lr {lr:g}, inputs {inputs}: validation KL(d) per sequence {log[0]['val_kl']:.3f} -> {best['val_kl']:.3f} "
-                  f"(best at step {best['step']} of {log[-1]['step']}), {fits[-1]['seconds']:.0f} s", file=sys.stderr)
+            print(f"lr {lr:g}, inputs {inputs}: validation KL(d) per sequence {log[0]['val_kl']:.3f} -> "
+                  f"{best['val_kl']:.3f} (best at step {best['step']} of {log[-1]['step']}), "
+                  f"{fits[-1]['seconds']:.0f} s", file=sys.stderr)
             if chosen is None or best["val_kl"] < chosen["val_kl_after"]:
                 best_state, chosen = copy.deepcopy(model.state_dict()), fits[-1]
     model.load_state_dict(best_state)
@@ -155,7 +160,8 @@ def plot_fits(fits, path):
     """Validation KL(d) against step for each fit of a grid (the records fit_grid returns), as a PNG."""
     fig, ax = figure(1, 1, figsize=(5.5, 3.4))
     for f in fits:
-        ax.plot([r["step"] for r in f["log"]], [r["val_kl"] for r in f["log"]], marker=".", label=f"lr {f['lr']:g}, inputs {f['inputs']}")
+        ax.plot([r["step"] for r in f["log"]], [r["val_kl"] for r in f["log"]], marker=".",
+                label=f"lr {f['lr']:g}, inputs {f['inputs']}")
     ax.set_xlabel("Adam step (prior only)")
     ax.set_ylabel("validation KL(d) per sequence (nats)")
     ax.set_title("fitting the prior to the posteriors")

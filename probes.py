@@ -47,7 +47,8 @@ def frozen_codes(model, data, device="cpu", batch_size=512, with_std=False):
     model.eval()
     parts = []
     for start in range(0, len(data), batch_size):
-        s_mean, s_logvar, d_mean, d_logvar = model.encode(data.batch(np.arange(start, min(start + batch_size, len(data))), device))
+        s_mean, s_logvar, d_mean, d_logvar = model.encode(data.batch(np.arange(start, min(start + batch_size,
+                                                                                          len(data))), device))
         parts.append([t.cpu() for t in (s_mean, (0.5 * s_logvar).exp(), d_mean, (0.5 * d_logvar).exp())])
     s_mean, s_std, d_mean, d_std = (torch.cat(p).numpy() for p in zip(*parts))
     return (s_mean, s_std, d_mean, d_std) if with_std else (s_mean, d_mean)
@@ -55,7 +56,8 @@ def frozen_codes(model, data, device="cpu", batch_size=512, with_std=False):
 
 def mean_std(runs):
     """[{figure: value}, ...] over runs (seeds) -> {figure: {"mean", "std"}}."""
-    return {k: {"mean": float(np.mean([r[k] for r in runs])), "std": float(np.std([r[k] for r in runs]))} for k in runs[0]}
+    return {k: {"mean": float(np.mean([r[k] for r in runs])),
+                "std": float(np.std([r[k] for r in runs]))} for k in runs[0]}
 
 
 def _tensors(*arrays):
@@ -145,7 +147,8 @@ class SequenceClassifier(nn.Module):
 
 
 @single_threaded
-def classify_sequence(s_train, d_train, last_train, y_train, s_test, d_test, last_test, seed=0, epochs=40, lr=1e-3, batch_size=30):
+def classify_sequence(s_train, d_train, last_train, y_train, s_test, d_test, last_test, seed=0, epochs=40, lr=1e-3,
+                      batch_size=30):
     """Test probabilities of a SequenceClassifier trained with binary cross-entropy (Adam, gradient
     norm clipped at 1); last: index of each sequence's last real step."""
     _check(s_train, y_train, "classify_sequence")

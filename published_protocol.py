@@ -39,7 +39,8 @@ class Codes:
     `draw(idx)` is a fresh sample of each, as the published probes read them."""
 
     def __init__(self, s_mean, s_std, d_mean, d_std):
-        self.s_mean, self.s_std, self.d_mean, self.d_std = (torch.as_tensor(a, dtype=torch.float32) for a in (s_mean, s_std, d_mean, d_std))
+        as_tensors = (torch.as_tensor(a, dtype=torch.float32) for a in (s_mean, s_std, d_mean, d_std))
+        self.s_mean, self.s_std, self.d_mean, self.d_std = as_tensors
 
     def __len__(self):
         return len(self.s_mean)
@@ -64,7 +65,8 @@ def regress_steps(train, y_train, test, seed=0, epochs=301, lr=1e-3, batch_size=
     the order of one shuffled pass, inputs in the order of another. Test predictions N x T."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    y = torch.as_tensor(np.asarray(y_train), dtype=torch.float32)[torch.randperm(len(train), generator=gen)]  # block_labels' pass
+    # block_labels' pass
+    y = torch.as_tensor(np.asarray(y_train), dtype=torch.float32)[torch.randperm(len(train), generator=gen)]
     model = StepRegressor(train.s_mean.shape[1] + train.d_mean.shape[2], out_relu=True)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
@@ -108,7 +110,8 @@ def classify(train, y_train, valid, y_valid, test, n_classes, seed=0, runs=2, ba
                 best, kept = valid_loss, copy.deepcopy(head.state_dict())
         head.load_state_dict(kept)
         with torch.no_grad():
-            out.append(torch.stack([head(test.draw_s(torch.arange(len(test)), gen)).argmax(1) for _ in range(PASSES)], 1).numpy())
+            out.append(torch.stack([head(test.draw_s(torch.arange(len(test)), gen)).argmax(1) for _ in range(PASSES)],
+                                   1).numpy())
     return out
 
 

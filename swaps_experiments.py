@@ -2,7 +2,7 @@
 
     python swaps_experiments.py                          # weights/model.pth, judged on the Sprites test set -> fig/
     python swaps_experiments.py --weights my_model.pth   # another model -> my_model_eval/ beside it
-    python swaps_experiments.py --split train --sequences 2664 --repeats 1   # choosing a schedule: samples of training sequences
+    python swaps_experiments.py --split train --sequences 2664 --repeats 1   # choosing a schedule: training sequences
     python swaps_experiments.py --markdown fig/swaps_real.json fig/swaps.json   # the results table
 
 The protocol and its figures are in evaluation.py. This script runs it on a model file, with
@@ -23,7 +23,8 @@ from evaluation import Stages, compare_table, evaluate, evaluation_layout, forma
 from judging import judge_paths, load_judges
 from model import SPYL
 from oracle import REAL_FRAME_RMS, PixelOracle
-from utils import (ArgumentParser, SPYLError, between, atomic_write, figure, load_checkpoint, pick_device, resolve_precision, run_main, save_figure, save_labelled_grid,
+from utils import (ArgumentParser, SPYLError, between, atomic_write, figure, load_checkpoint, pick_device,
+                   resolve_precision, run_main, save_figure, save_labelled_grid,
                    seed_everything, sequence_grid, sha256_file)
 
 RELEASED = os.path.join("weights", "model.pth")
@@ -43,7 +44,8 @@ def swap_figures(model, data, device, fig_dir, pairs, seed=0, oracle=None):
     rows = [r for i in range(len(pairs)) for r in (xa[i], xb[i], ab[i], ba[i])]
     labels = []
     for i, (a, b) in enumerate(pairs, start=1):
-        labels += [f"pair {i}: A = test #{a}", f"pair {i}: B = test #{b}", "A's look, B's motion", "B's look, A's motion"]
+        labels += [f"pair {i}: A = test #{a}", f"pair {i}: B = test #{b}", "A's look, B's motion",
+                   "B's look, A's motion"]
     path = os.path.join(fig_dir, "swap.png")
     save_labelled_grid(rows, labels, path)
     written.append(path)
@@ -95,9 +97,11 @@ def plot_swap_curves(run_dirs, path):
         if not rows:
             raise SPYLError(f"{log_path} has no swap evaluations; train with --eval-every N and a judge in weights/")
         epochs = [r["epoch"] for r in rows]
-        axes[0].plot(epochs, [100 * r["swap"]["action"] for r in rows], marker="o", label=os.path.basename(os.path.normpath(run)))
+        axes[0].plot(epochs, [100 * r["swap"]["action"] for r in rows], marker="o",
+                     label=os.path.basename(os.path.normpath(run)))
         axes[1].plot(epochs, [100 * np.mean([r["swap"][a] for a in ATTRIBUTES]) for r in rows], marker="o")
-    for ax, title, chance in ((axes[0], "action accuracy (%)", 100 / 9), (axes[1], "mean static accuracy (%)", 100 / 6)):
+    for ax, title, chance in ((axes[0], "action accuracy (%)", 100 / 9), (axes[1], "mean static accuracy (%)",
+                                                                          100 / 6)):
         ax.axhline(chance, color="grey", linestyle=":", label="chance")
         ax.set_title(title)
         ax.set_xlabel("epoch")
@@ -120,8 +124,8 @@ def check_video_model(ckpt, path):
     data = ckpt.get("data") if isinstance(ckpt, dict) else None
     script = "timeseries_experiments.py" if data in TIMESERIES else "audio_experiments.py" if data in AUDIO else None
     if script:
-        raise SPYLError(f"{path} is a model of the {data} data set, not of video; the swap experiments judge Sprites and the built-in set. "
-                        f"Evaluate it with `python {script}`")
+        raise SPYLError(f"{path} is a model of the {data} data set, not of video; the swap experiments judge Sprites "
+                        f"and the built-in set. Evaluate it with `python {script}`")
 
 
 def read_report(path):
@@ -138,34 +142,46 @@ def read_report(path):
 def main(argv=None):
     p = ArgumentParser(description="Swap experiments with a judge ensemble and the pixel oracle.")
     p.add_argument("--weights", default=RELEASED, help="a model (SPYL.save) or a train.py checkpoint")
-    p.add_argument("--judges", nargs="+", default=None, metavar="PATH", help="default: every judge for the model's data set in weights/")
+    p.add_argument("--judges", nargs="+", default=None, metavar="PATH",
+                   help="default: every judge for the model's data set in weights/")
     p.add_argument("--no-oracle", action="store_true", help="skip the pixel oracle")
     p.add_argument("--repeats", type=between(1, 1000), default=5, help="fresh draws of every sample; 1 to 1000")
     p.add_argument("--seed", type=between(0, 2**32 - 1), default=0)
     p.add_argument("--pairs", default="", help="test pairs for the figure, e.g. 0:9,100:2000 (default: 3 at random)")
     p.add_argument("--sheets", default="", help="folder of sprite-sheet parts or pre-built npy files")
     p.add_argument("--data-dir", default="data")
-    p.add_argument("--chars", type=between(0, N_CHARACTERS), default=0, help="built-in set only: this many characters (0: all)")
+    p.add_argument("--chars", type=between(0, N_CHARACTERS), default=0,
+                   help="built-in set only: this many characters (0: all)")
     p.add_argument("--sequences", type=between(0, 10**6), default=0,
-                   help="evaluate the first N test sequences only, a quick look (0, the default: all, as every reported figure)")
+                   help="evaluate the first N test sequences only, a quick look (0, the default: all, as every "
+                        "reported figure)")
     p.add_argument("--split", choices=("test", "train"), default="test",
-                   help="train: judge samples of the training sequences instead, where a schedule is chosen (Sprites has no "
-                        "validation split, and nothing is chosen on test); writes the JSON only")
+                   help="train: judge samples of the training sequences instead, where a schedule is chosen (Sprites "
+                        "has no validation split, and nothing is chosen on test); writes the JSON only")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
-                   help="the decoder and the judges in bf16 autocast (auto: where the hardware has bf16 units, CUDA or a CPU with "
-                        "AMX or AVX512-BF16) or fp32; encoding and the pixel oracle are always fp32")
-    p.add_argument("--fig-dir", default="", help=f"where the JSON and figures go (default: fig/ for the released {RELEASED} and --real; "
-                   "for any other model a folder beside it, my_model.pth -> my_model_eval/, so fig/'s shipped files stay as shipped)")
+                   help="the decoder and the judges in bf16 autocast (auto: where the hardware has bf16 units, CUDA "
+                        "or a CPU with AMX or AVX512-BF16) or fp32; encoding and the pixel oracle are always fp32")
+    p.add_argument("--fig-dir", default="",
+                   help=f"where the JSON and figures go (default: fig/ for the released {RELEASED} and --real; "
+                   "for any other model a folder beside it, my_model.pth -> my_model_eval/, so fig/'s shipped files "
+                   "stay as shipped)")
     p.add_argument("--out-json", default="", help="default: <fig-dir>/swaps.json")
-    p.add_argument("--label", default="", help="the row's name in the JSON and the --markdown table (default: the --weights path)")
-    p.add_argument("--curves", nargs="+", metavar="RUN_DIR", help="only plot swap accuracy against epoch for these train.py run folders")
-    p.add_argument("--markdown", nargs="+", metavar="JSON", help="only print the README results table from these swaps JSON files")
-    p.add_argument("--compare", nargs=2, metavar=("BASE", "OTHER"), help="only print the figures of two swaps JSON files side by "
+    p.add_argument("--label", default="",
+                   help="the row's name in the JSON and the --markdown table (default: the --weights path)")
+    p.add_argument("--curves", nargs="+", metavar="RUN_DIR",
+                   help="only plot swap accuracy against epoch for these train.py run folders")
+    p.add_argument("--markdown", nargs="+", metavar="JSON",
+                   help="only print the README results table from these swaps JSON files")
+    p.add_argument("--compare", nargs=2, metavar=("BASE", "OTHER"),
+                   help="only print the figures of two swaps JSON files side by "
                    "side, with their difference in units of the std over repeats of --spread-from (default: BASE)")
-    p.add_argument("--spread-from", default="", metavar="JSON", help="with --compare: the run of several repeats whose std is the unit")
-    p.add_argument("--profile", action="store_true", help="print the seconds spent in each stage (encode, draw, decode, each judge, oracle)")
-    p.add_argument("--real", action="store_true", help="score the real test sequences themselves (the ceiling of every figure) "
+    p.add_argument("--spread-from", default="", metavar="JSON",
+                   help="with --compare: the run of several repeats whose std is the unit")
+    p.add_argument("--profile", action="store_true",
+                   help="print the seconds spent in each stage (encode, draw, decode, each judge, oracle)")
+    p.add_argument("--real", action="store_true",
+                   help="score the real test sequences themselves (the ceiling of every figure) "
                    "instead of a model; writes <fig-dir>/swaps_real.json")
     a = p.parse_args(argv)
     if a.curves:
@@ -198,25 +214,30 @@ def main(argv=None):
     if not a.no_oracle:
         oracle = PixelOracle(train, test)
         if len(oracle.rows) < N_CHARACTERS:  # a subset of characters: neighbours would be missing
-            print(f"note: the data hold {len(oracle.rows)} of {N_CHARACTERS} characters, too few for the pixel oracle; skipped", file=sys.stderr)
+            print(f"note: the data hold {len(oracle.rows)} of {N_CHARACTERS} characters, too few for the pixel "
+                  "oracle; skipped", file=sys.stderr)
             oracle = None
     if a.split == "train":  # the oracle was built from both splits: it knows every character either way
         test = train
     if a.sequences and a.sequences < len(test):  # after the oracle, which renders characters from the whole split
         test = SequenceData(test.x[:a.sequences], test.labels[:a.sequences], test.name)
     precision = "bf16" if amp_dtype else "fp32"
-    title = f"{a.weights} on the {data_name} {a.split} set ({len(test)} sequences), {a.repeats} repeats, seed {a.seed}, {precision}"
+    title = (f"{a.weights} on the {data_name} {a.split} set ({len(test)} sequences), {a.repeats} repeats, "
+             f"seed {a.seed}, {precision}")
     print(f"{title}, {len(judges)} judges{' and the pixel oracle' if oracle else ''}", file=sys.stderr)
     stages, t0 = Stages(), time.perf_counter()
     results = evaluate(model, judges, test, device, a.repeats, a.seed, oracle, stages=stages, amp_dtype=amp_dtype)
     seconds = time.perf_counter() - t0
-    print(f"evaluated in {seconds / 60:.1f} min" + (f"; where the time went:\n{stages.table()}" if a.profile else ""), file=sys.stderr)
+    print(f"evaluated in {seconds / 60:.1f} min" + (f"; where the time went:\n{stages.table()}" if a.profile else ""),
+          file=sys.stderr)
     print(f"{title}; judges: {', '.join(judges)}")
     print(format_table(results))
-    out_json = a.out_json or os.path.join(a.fig_dir, "swaps" + "_real" * a.real + "_train" * (a.split == "train") + ".json")
+    out_json = a.out_json or os.path.join(a.fig_dir,
+                                          "swaps" + "_real" * a.real + "_train" * (a.split == "train") + ".json")
     report = {"weights": a.label or a.weights, "weights_sha256": None if a.real else sha256_file(a.weights),
               "judges": {os.path.basename(p): sha256_file(p) for p in paths}, "oracle": oracle is not None,
-              "data": data_name, f"{a.split}_sequences": len(test), "seed": a.seed, "repeats": a.repeats, "precision": precision,
+              "data": data_name, f"{a.split}_sequences": len(test), "seed": a.seed, "repeats": a.repeats,
+              "precision": precision,
               "seconds": round(seconds, 1),
               "stage_seconds": {k: round(v, 1) for k, v in stages.seconds.items()}, "results": results}
     atomic_write(out_json, lambda f: json.dump(report, f, indent=1), mode="w")
@@ -225,7 +246,8 @@ def main(argv=None):
         return
     rng = np.random.default_rng(a.seed)
     try:
-        pairs = [tuple(int(i) for i in pair.split(":")) for pair in a.pairs.split(",")] if a.pairs else [tuple(rng.choice(len(test), 2, replace=False)) for _ in range(3)]
+        pairs = ([tuple(int(i) for i in pair.split(":")) for pair in a.pairs.split(",")] if a.pairs
+                 else [tuple(rng.choice(len(test), 2, replace=False)) for _ in range(3)])
     except ValueError:
         raise SPYLError(f"--pairs must look like 0:9,100:2000, got {a.pairs!r}") from None
     if any(not 0 <= i < len(test) for pair in pairs for i in pair):

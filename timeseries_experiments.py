@@ -2,7 +2,7 @@
 PhysioNet 2012, next to the controls that bound them, under two protocols.
 
     python timeseries_experiments.py --data-root ../shared/timeseries     # the shipped weights, both protocols
-    python timeseries_experiments.py --dataset physionet --train           # retrain first, settings chosen on validation
+    python timeseries_experiments.py --dataset physionet --train           # retrain first, chosen on validation
 
 Figures (probes on frozen codes, trained on the training split, scored on the test split):
 - etth1: each 24-hour window's mean oil temperature from [s, d_t], MAE in degrees (lower is better);
@@ -36,7 +36,8 @@ from datasets.timeseries import TimeSeriesData
 from model import SPYL
 from probes import classify, classify_sequence, frozen_codes, regress_steps
 from scores import score, summarise
-from utils import ArgumentParser, SPYLError, one_of, atomic_write, figure, pick_device, run_main, save_figure, seed_everything
+from utils import (ArgumentParser, SPYLError, atomic_write, figure, one_of, pick_device, run_main, save_figure,
+                   seed_everything)
 
 FIGURES = {"etth1": ("mae",), "airquality": ("month_acc",), "physionet": ("auprc", "auroc", "icu_acc")}
 COLUMNS = (("etth1", "mae", "ETTh1 MAE"), ("physionet", "auprc", "AUPRC"), ("physionet", "auroc", "AUROC"),
@@ -93,19 +94,24 @@ def code_predictions(name, model, splits, protocol, device, runs=RUNS):
             return {"mae": [published.regress_steps(ctr, tr.labels["ot"], cte, seed=r) for r in range(runs)]}
         cva = published.Codes(*frozen_codes(model, va, device, with_std=True))
         key, n = ("month", 12) if name == "airquality" else ("icu", 4)
-        out = {f"{key}_acc": published.classify(ctr, tr.labels[key], cva, va.labels[key], cte, n, batch_size=10 if key == "month" else 30)}
+        out = {f"{key}_acc": published.classify(ctr, tr.labels[key], cva, va.labels[key], cte, n,
+                                                batch_size=10 if key == "month" else 30)}
         if name == "physionet":
-            p = [published.classify_sequence(ctr, last_step(tr.labels["hours"], window, protocol), tr.labels["death"], cte,
-                                             last_step(te.labels["hours"], window, protocol), seed=r) for r in range(runs)]
+            p = [published.classify_sequence(ctr, last_step(tr.labels["hours"], window, protocol), tr.labels["death"],
+                                             cte,
+                                             last_step(te.labels["hours"], window, protocol),
+                                             seed=r) for r in range(runs)]
             out = {"auprc": p, "auroc": p, **out}
         return out
     (s_tr, d_tr), (s_te, d_te) = frozen_codes(model, tr, device), frozen_codes(model, te, device)
     if name == "etth1":
         return {"mae": [regress_steps(s_tr, d_tr, tr.labels["ot"], s_te, d_te, seed=r) for r in range(runs)]}
     key, n = ("month", 12) if name == "airquality" else ("icu", 4)
-    out = {f"{key}_acc": [classify(s_tr, tr.labels[key], s_te, te.labels[key], n, seed=r)[1].argmax(1) for r in range(runs)]}
+    out = {f"{key}_acc": [classify(s_tr, tr.labels[key], s_te, te.labels[key], n,
+                                   seed=r)[1].argmax(1) for r in range(runs)]}
     if name == "physionet":
-        p = [classify_sequence(s_tr, d_tr, last_step(tr.labels["hours"], window, protocol), tr.labels["death"], s_te, d_te,
+        p = [classify_sequence(s_tr, d_tr, last_step(tr.labels["hours"], window, protocol), tr.labels["death"], s_te,
+                               d_te,
                                last_step(te.labels["hours"], window, protocol), seed=r) for r in range(runs)]
         out = {"auprc": p, "auroc": p, **out}
     return out
@@ -137,9 +143,11 @@ def baseline_predictions(name, row, splits, seed):
         if row == "constant":
             return {"mae": np.full(te.labels["ot"].shape, y.mean())}
         if row == "rf":   # the month's 28 x 144 values -> its 28 window means
-            return {"mae": RandomForestRegressor(**forest).fit(xtr.reshape(len(xtr), -1), y).predict(xte.reshape(len(xte), -1))}
+            return {"mae": RandomForestRegressor(**forest).fit(xtr.reshape(len(xtr), -1),
+                                                               y).predict(xte.reshape(len(xte), -1))}
         model = make_pipeline(StandardScaler(), Ridge(1.0)) if row == "linear" else RandomForestRegressor(**forest)
-        return {"mae": model.fit(xtr.reshape(-1, xtr.shape[2]), y.reshape(-1)).predict(xte.reshape(-1, xte.shape[2])).reshape(mte.shape)}
+        return {"mae": model.fit(xtr.reshape(-1, xtr.shape[2]),
+                                 y.reshape(-1)).predict(xte.reshape(-1, xte.shape[2])).reshape(mte.shape)}
     out = {}
     for key in keys:
         y = tr.labels[key]
@@ -205,7 +213,8 @@ def _found(sets, label, cols):
 def _published_cells(values, cols, mae_digits):
     """One published row, in COLUMNS order, as the cells of the columns shown."""
     vals = dict(zip([(ds, fig) for ds, fig, _ in COLUMNS], values))
-    return [f"{100 * vals[(ds, fig)]:.2f}" if fig.endswith("_acc") else f"{vals[(ds, fig)]:.{mae_digits if fig == 'mae' else 3}f}"
+    digits = lambda fig: mae_digits if fig == "mae" else 3
+    return [f"{100 * vals[(ds, fig)]:.2f}" if fig.endswith("_acc") else f"{vals[(ds, fig)]:.{digits(fig)}f}"
             for ds, fig, _ in cols]
 
 
@@ -218,11 +227,12 @@ def format_table(results, protocol):
     for label in ROWS:
         found = _found(results, label, cols)
         if any(found):
-            lines.append(f"{label:<13}" + "".join(f"{_cell(fig, r[fig]) if r else '-':>{width}}" for r, (_, fig, _) in zip(found, cols)))
+            lines.append(f"{label:<13}" + "".join(f"{_cell(fig, r[fig]) if r else '-':>{width}}" for r,
+                                                  (_, fig, _) in zip(found, cols)))
     for pub, values in PUBLISHED.items():
         lines.append(f"{pub + ' (pub.)':<13}" + "".join(f"{c:>{width}}" for c in _published_cells(values, cols, 3)))
-    lines.append("constant: the training mean (ETTh1) or majority class; MAE: lower is better, every other figure higher; "
-                 "± std over runs, [95% bootstrap interval over test sequences]")
+    lines.append("constant: the training mean (ETTh1) or majority class; MAE: lower is better, every other figure "
+                 "higher; ± std over runs, [95% bootstrap interval over test sequences]")
     return "\n".join(lines)
 
 
@@ -231,12 +241,16 @@ def markdown_tables(results):
     out = []
     for protocol, sets in results.items():
         cols = [(ds, fig, title) for ds, fig, title in COLUMNS if ds in sets]
-        lines = [f"**{protocol}**", "", "| row | " + " | ".join(t for _, _, t in cols) + " |", "| --- |" + " ---: |" * len(cols)]
+        lines = [f"**{protocol}**", "", "| row | " + " | ".join(t for _, _, t in cols) + " |",
+                 "| --- |" + " ---: |" * len(cols)]
         for label in ROWS:
             found = _found(sets, label, cols)
             if any(found):
                 name = f"**{label}**" if label == "spyl" else label
-                lines.append(f"| {name} | " + " | ".join(_cell(fig, r[fig]).replace("±", " ± ").replace(" [", "<br>[") if r else "-"
+                lines.append(f"| {name} | " + " | ".join(_cell(fig,
+                                                               r[fig]).replace("±",
+                                                                               " ± ").replace(" [",
+                                                                                              "<br>[") if r else "-"
                                                      for r, (_, fig, _) in zip(found, cols)) + " |")
         for pub, values in PUBLISHED.items():
             lines.append(f"| {pub} (published) | " + " | ".join(_published_cells(values, cols, 2)) + " |")
@@ -329,13 +343,20 @@ def retrain(name, splits, data_root, weights_dir, runs_dir, device):
 
 def main(argv=None):
     p = ArgumentParser(description="Time-series experiments on frozen SPYL codes, beside no-learning controls.")
-    p.add_argument("--data-root", default="", help="folder holding etth1/, beijing-air/, physionet2012/ (default: $SPYL_DATA_ROOT, else data/, downloading)")
-    p.add_argument("--dataset", type=one_of(*TIMESERIES), default=None, help=f"one of {', '.join(TIMESERIES)} (default: all)")
+    p.add_argument("--data-root", default="",
+                   help="folder holding etth1/, beijing-air/, physionet2012/ (default: $SPYL_DATA_ROOT, else data/, "
+                        "downloading)")
+    p.add_argument("--dataset", type=one_of(*TIMESERIES), default=None,
+                   help=f"one of {', '.join(TIMESERIES)} (default: all)")
     p.add_argument("--protocol", type=one_of("both", *PROTOCOLS), default="both",
-                   help="correct (posterior means, aligned labels), published (the public evaluation, bugs included) or both (default)")
+                   help="correct (posterior means, aligned labels), published (the public evaluation, bugs included) "
+                        "or both (default)")
     p.add_argument("--weights-dir", default="weights/timeseries")
-    p.add_argument("--train", action="store_true", help="retrain SPYL and DSVAE on each set first, settings chosen on validation (writes --weights-dir)")
-    p.add_argument("--runs-dir", default="runs/timeseries", help="with --train: the run folders and the validation record")
+    p.add_argument("--train", action="store_true",
+                   help="retrain SPYL and DSVAE on each set first, settings chosen on validation (writes "
+                        "--weights-dir)")
+    p.add_argument("--runs-dir", default="runs/timeseries",
+                   help="with --train: the run folders and the validation record")
     p.add_argument("--device", default="auto")
     p.add_argument("--fig-dir", default="fig")
     p.add_argument("--out-json", default="fig/timeseries.json")
@@ -360,7 +381,8 @@ def main(argv=None):
         if a.train:
             retrain(name, all_splits[name], a.data_root, a.weights_dir, a.runs_dir, device)
         for pr in protocols:
-            results[pr][name], spyl = evaluate_dataset(name, prepare(name, all_splits[name], pr, a.data_root), pr, a.weights_dir, device)
+            results[pr][name], spyl = evaluate_dataset(name, prepare(name, all_splits[name], pr, a.data_root), pr,
+                                                       a.weights_dir, device)
             if spyl is not None:
                 models[name], static[name] = spyl
             print(f"{name}, {pr} protocol: done ({time.time() - t0:.0f} s so far)", file=sys.stderr)

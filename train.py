@@ -28,15 +28,18 @@ from presets import PRESETS, TRAIN_RULES, TrainConfig, auto_preset
 from prior_fitting import fit_to_training_set, plot_fits
 from step import TrainStep, make_optimizer
 from utils import (ArgumentParser, SPYLError, atomic_torch_save, autocast, atomic_write, check_writable, figure,
-                   load_checkpoint, peak_memory_mib, pick_device, resolve_precision, remove_stale_temporaries, rng_state, run_main, save_figure,
+                   load_checkpoint, peak_memory_mib, pick_device, resolve_precision, remove_stale_temporaries,
+                   rng_state, run_main, save_figure,
                    save_png, seed_everything, sequence_grid, set_rng_state)
 
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 # Fields that shape the weights: a model file given to --init-from must agree on them.
-ARCHITECTURE_FIELDS = ("frames", "channels", "image_size", "frame_net", "x_dim", "conv_width", "s_dim", "d_dim", "g_dim", "hidden")
+ARCHITECTURE_FIELDS = ("frames", "channels", "image_size", "frame_net", "x_dim", "conv_width", "s_dim", "d_dim",
+                       "g_dim", "hidden")
 # Fields a resumed run may change; anything else must match the checkpoint.
-RESUMABLE = {"epochs", "device", "out", "save_every", "eval_every", "judge", "log_every", "resume", "sheets", "data_dir", "data_root",
+RESUMABLE = {"epochs", "device", "out", "save_every", "eval_every", "judge", "log_every", "resume", "sheets",
+             "data_dir", "data_root",
              "cuda_graph", "fused_prior", "fit_prior"}
 
 
@@ -49,11 +52,13 @@ def parse_args(argv=None):
         for f in fields(cls):
             flag = "--" + f.name.replace("_", "-")
             if f.type is bool or f.type == "bool":
-                group.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=f"default {f.default}")
+                group.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                                   help=f"default {f.default}")
             else:
                 rule = rules.get(f.name)
                 allowed = f"; {rule.describe()}" if rule else ""
-                group.add_argument(flag, type=type(f.default), default=argparse.SUPPRESS, help=f"default {f.default}{allowed}")
+                group.add_argument(flag, type=type(f.default), default=argparse.SUPPRESS,
+                                   help=f"default {f.default}{allowed}")
     args = vars(p.parse_args(argv))
     preset = args.pop("preset", "auto")
     if TRAIN_RULES["preset"].check(preset):
@@ -72,18 +77,21 @@ def check_combination(mcfg, tcfg):
     mean it (a warm-up as long as the run trains a DSVAE-like model)."""
     bank = mcfg.bank_factor * tcfg.batch_size
     if not mcfg.dsvae and mcfg.n_negatives > bank:
-        raise SPYLError(f"--n-negatives {mcfg.n_negatives} is more than the negative bank holds (--bank-factor {mcfg.bank_factor} x "
-                        f"--batch-size {tcfg.batch_size} = {bank}); lower --n-negatives or raise --bank-factor")
+        raise SPYLError(f"--n-negatives {mcfg.n_negatives} is more than the negative bank holds (--bank-factor "
+                        f"{mcfg.bank_factor} x --batch-size {tcfg.batch_size} = {bank}); lower --n-negatives or "
+                        "raise --bank-factor")
     frames, step_shape = data_shape(tcfg.dataset)
     if mcfg.frames != frames or mcfg.step_shape != step_shape:
         ours = f"{mcfg.frames} steps of {' x '.join(map(str, mcfg.step_shape))} ({mcfg.frame_net})"
-        raise SPYLError(f"the model is set for {ours}, but {tcfg.dataset} sequences are {frames} steps of {' x '.join(map(str, step_shape))}; "
-                        f"drop --frames/--x-dim/--image-size/--channels/--frame-net, or pick the data set's preset")
+        raise SPYLError(f"the model is set for {ours}, but {tcfg.dataset} sequences are {frames} steps of "
+                        f"{' x '.join(map(str, step_shape))}; drop "
+                        "--frames/--x-dim/--image-size/--channels/--frame-net, or pick the data set's preset")
     if tcfg.cuda_graph and tcfg.compile:
-        raise SPYLError("--cuda-graph and --compile do not go together (torch.compile makes its own graphs); pass one of them")
+        raise SPYLError("--cuda-graph and --compile do not go together (torch.compile makes its own graphs); pass "
+                        "one of them")
     if not mcfg.dsvae and tcfg.warmup_epochs >= tcfg.epochs:
-        print(f"note: --warmup-epochs {tcfg.warmup_epochs} is not below --epochs {tcfg.epochs}, so the contrastive terms never "
-              f"switch on: this run trains a DSVAE-like model", file=sys.stderr)
+        print(f"note: --warmup-epochs {tcfg.warmup_epochs} is not below --epochs {tcfg.epochs}, so the contrastive "
+              f"terms never switch on: this run trains a DSVAE-like model", file=sys.stderr)
 
 
 class Stop:
@@ -125,7 +133,8 @@ def plot_vector_recon(x, x_hat, path):
     fig, axes = figure(2, len(x), figsize=(2.6 * len(x), 4.4), squeeze=False)
     for i in range(len(x)):
         for row, (data, title) in enumerate(((x[i], "sequence"), (x_hat[i], "reconstruction"))):
-            axes[row, i].imshow(data.detach().float().cpu().numpy().T, aspect="auto", cmap="coolwarm", vmin=-2.5, vmax=2.5)
+            axes[row, i].imshow(data.detach().float().cpu().numpy().T, aspect="auto", cmap="coolwarm", vmin=-2.5,
+                                vmax=2.5)
             axes[row, i].set_title(f"{title} {i + 1}", fontsize=8)
             axes[row, i].set_xlabel("step", fontsize=7)
     save_figure(fig, path)
@@ -169,7 +178,8 @@ def run_left(per_step, contrastive, steps_left, later, paces):
     return total
 
 
-def train_epoch(step, batches, first, n_batches, sums, contrastive, sync_every, bar, stop, later=None, paces=None, where=(0, "")):
+def train_epoch(step, batches, first, n_batches, sums, contrastive, sync_every, bar, stop, later=None, paces=None,
+                where=(0, "")):
     """Run the steps (a step.TrainStep) of one epoch from step `first`; batches yields the input tensors.
 
     The loss terms of each step stay on the device and are read back once per window of
@@ -189,15 +199,17 @@ def train_epoch(step, batches, first, n_batches, sums, contrastive, sync_every, 
         if bad.any():
             i, j = bad.nonzero()[0].tolist()
             epoch, run_dir = where
-            raise SPYLError(f"loss term {names[j]} became {stacked[i, j].item()} at epoch {epoch + 1}, step {i_step - len(window) + 2 + i}; "
-                            f"the last good checkpoint in {run_dir} is kept (resume with --resume, or lower --lr)")
+            raise SPYLError(f"loss term {names[j]} became {stacked[i, j].item()} at epoch {epoch + 1}, step "
+                            f"{i_step - len(window) + 2 + i}; the last good checkpoint in {run_dir} is kept (resume "
+                            "with --resume, or lower --lr)")
         total = stacked.sum(0).double()
         sums = {k: (sums or {}).get(k, 0.0) + total[j].item() for j, k in enumerate(names)}
         done += len(window)
         per_step = (time.time() - t0) / done
         bar.update(len(window))
         bar.set_postfix({**{k: f"{v:.4g}" for k, v in zip(names, stacked[-1].tolist())},
-                         "run left": format_duration(run_left(per_step, contrastive, n_batches - 1 - i_step, later or {}, paces or {}))})
+                         "run left": format_duration(run_left(per_step, contrastive, n_batches - 1 - i_step,
+                                                              later or {}, paces or {}))})
         window = []
         if stop is not None and stop.requested and i_step < n_batches - 1:
             return sums, i_step + 1
@@ -212,7 +224,8 @@ def write_epoch(log, tcfg, x, recon, draw):
     swap_txt = " | swap " + " ".join(f"{k} {swap[k]:.3f}" for k in ("action", *ATTRIBUTES)) if swap else ""
     print(f"epoch {record['epoch']}/{tcfg.epochs} | {terms_txt} | val {record['val_loss']:.4g}{swap_txt} | "
           f"{record['seconds']:.1f}s ({record['seq_per_s']} seq/s)", file=sys.stderr)
-    atomic_write(os.path.join(tcfg.run_dir, "log.jsonl"), lambda f: f.write("".join(json.dumps(r) + "\n" for r in log)), mode="w")
+    atomic_write(os.path.join(tcfg.run_dir, "log.jsonl"),
+                 lambda f: f.write("".join(json.dumps(r) + "\n" for r in log)), mode="w")
     if not draw:
         return
     plot_curves(log, os.path.join(tcfg.run_dir, "curves.png"))
@@ -258,9 +271,10 @@ def cpu_hint(preset, device, tcfg, n_train, bench_path=PAPER_ON_CPU):
         with open(bench_path) as f:
             rows = [r for r in json.load(f)["train_steps"] if r["preset"] == "paper"]
         minutes = {phase: [n_train / r[phase] / 60 for r in rows] for phase in ("warm-up", "contrastive")}
-        took = (f"on 2 CPU cores an epoch takes {min(minutes['warm-up']):.0f}-{max(minutes['warm-up']):.0f} min before the "
-                f"contrastive terms start and {min(minutes['contrastive']):.0f}-{max(minutes['contrastive']):.0f} min after "
-                f"(bench.py, {os.path.relpath(bench_path, ROOT)}), so {tcfg.epochs} epochs would take weeks")
+        took = (f"on 2 CPU cores an epoch takes {min(minutes['warm-up']):.0f}-{max(minutes['warm-up']):.0f} min "
+                "before the contrastive terms start and "
+                f"{min(minutes['contrastive']):.0f}-{max(minutes['contrastive']):.0f} min after (bench.py, "
+                f"{os.path.relpath(bench_path, ROOT)}), so {tcfg.epochs} epochs would take weeks")
     except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
         took = f"on a CPU {tcfg.epochs} epochs would take weeks"
     return (f"note: the paper preset is sized for a GPU; {took}. `python train.py --preset cpu` trains a real model "
@@ -274,7 +288,8 @@ def start_from(model, path, mcfg):
     theirs, ours = asdict(source.config), asdict(mcfg)
     differ = sorted(k for k in ARCHITECTURE_FIELDS if theirs[k] != ours[k])
     if differ:
-        raise SPYLError(f"--init-from {path}: its architecture differs from this run's in {differ}; pass the same values (or no preset)")
+        raise SPYLError(f"--init-from {path}: its architecture differs from this run's in {differ}; pass the same "
+                        "values (or no preset)")
     model.load_state_dict(source.state_dict())
 
 
@@ -303,18 +318,21 @@ def resume_checkpoint(mcfg, tcfg, given):
     ckpt_path = os.path.join(tcfg.run_dir, "checkpoint.pt")
     if not tcfg.resume:
         if os.path.exists(ckpt_path):
-            raise SPYLError(f"{tcfg.run_dir} already holds a run; pass --resume to continue it or --run-dir to start a new one")
+            raise SPYLError(f"{tcfg.run_dir} already holds a run; pass --resume to continue it or --run-dir to start "
+                            "a new one")
         return mcfg, tcfg, None
     ckpt = load_checkpoint(ckpt_path)
     if ckpt.get("format") != "spyl-train":
         raise SPYLError(f"{ckpt_path} is not a train.py checkpoint; cannot resume from it")
     if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise SPYLError(f"{ckpt_path} has format version {ckpt.get('version')}, this code resumes version {CHECKPOINT_VERSION}")
+        raise SPYLError(f"{ckpt_path} has format version {ckpt.get('version')}, this code resumes version "
+                        f"{CHECKPOINT_VERSION}")
     stored = {**ckpt["config"], **ckpt["train_config"]}
     asked = {**asdict(mcfg), **asdict(tcfg)}
     clash = sorted(k for k in given if k not in RESUMABLE and k in stored and stored[k] != asked[k])
     if clash:
-        raise SPYLError(f"--resume continues the stored run, but these flags differ from it: {clash}; drop them or start a new --run-dir")
+        raise SPYLError(f"--resume continues the stored run, but these flags differ from it: {clash}; drop them or "
+                        "start a new --run-dir")
     try:
         mcfg = SPYLConfig.from_dict(ckpt["config"])
         tcfg = TrainConfig(**{**ckpt["train_config"], **{k: asked[k] for k in given if k in RESUMABLE}})
@@ -342,9 +360,11 @@ def load_data(tcfg, device):
     watching these curves is not chosen on test. Sprites' protocol has no validation split: its
     loss is watched on test sequences, and nothing is chosen by it."""
     held_name = "valid" if tcfg.dataset in HAS_VALIDATION else "test"
-    train, held = load_dataset(tcfg.dataset, tcfg.data_dir, tcfg.sheets or None, tcfg.chars or None, tcfg.data_root or None, held_name)
+    train, held = load_dataset(tcfg.dataset, tcfg.data_dir, tcfg.sheets or None, tcfg.chars or None,
+                               tcfg.data_root or None, held_name)
     if tcfg.batch_size > len(train):
-        raise SPYLError(f"batch size {tcfg.batch_size} is larger than the training set ({len(train)} sequences); lower --batch-size")
+        raise SPYLError(f"batch size {tcfg.batch_size} is larger than the training set ({len(train)} sequences); "
+                        "lower --batch-size")
     return train, held, held.batch(np.arange(min(tcfg.val_size, len(held))), device)
 
 
@@ -366,7 +386,8 @@ def build_model(mcfg, tcfg, ckpt, device, distributed):
         start_from(model, tcfg.init_from, mcfg)
     forward = torch.compile(model) if tcfg.compile else model
     if distributed:
-        forward = torch.nn.parallel.DistributedDataParallel(forward, device_ids=[device.index] if device.type == "cuda" else None)
+        device_ids = [device.index] if device.type == "cuda" else None
+        forward = torch.nn.parallel.DistributedDataParallel(forward, device_ids=device_ids)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # every batch has the same shape: pick the fastest kernels once
     return model, optimizer, forward, start
@@ -385,8 +406,9 @@ def announce(model, mcfg, tcfg, train, val_x, device, world, amp_dtype):
     check_writable(tcfg.run_dir, need_bytes=3 * 4 * n_params + CHECKPOINT_SLACK)
     held_name = "valid" if tcfg.dataset in HAS_VALIDATION else "test"
     print(f"SPYL{' (DSVAE baseline)' if mcfg.dsvae else ''}: {n_params / 1e6:.2f}M parameters | data {train.name}: "
-          f"{len(train)} train / {len(val_x)} {held_name} for the validation loss | {device}{f' x{world}' if world > 1 else ''} | "
-          f"{'bf16 autocast' if amp_dtype else 'fp32'} | run folder {tcfg.run_dir}", file=sys.stderr)
+          f"{len(train)} train / {len(val_x)} {held_name} for the validation loss | "
+          f"{device}{f' x{world}' if world > 1 else ''} | {'bf16 autocast' if amp_dtype else 'fp32'} | run folder "
+          f"{tcfg.run_dir}", file=sys.stderr)
     hint = cpu_hint(tcfg.preset, device, tcfg, len(train))
     if hint:
         print(hint, file=sys.stderr)
@@ -421,8 +443,8 @@ def main(argv=None):
     if main_process:
         print(f"preset {tcfg.preset}: {'the run being resumed' if ckpt is not None else why}", file=sys.stderr)
     if tcfg.cuda_graph and (device.type != "cuda" or distributed):
-        raise SPYLError(f"--cuda-graph needs a single CUDA device, and this run is on {device}{f' x{world}' if distributed else ''}; "
-                        "drop --cuda-graph")
+        raise SPYLError("--cuda-graph needs a single CUDA device, and this run is on "
+                        f"{device}{f' x{world}' if distributed else ''}; drop --cuda-graph")
     amp_dtype = resolve_precision(tcfg.precision, device)
     seed_everything(tcfg.seed + rank)
 
@@ -438,7 +460,8 @@ def main(argv=None):
     step = TrainStep(forward, optimizer, device, amp_dtype, cuda_graph=tcfg.cuda_graph)
     if main_process:
         announce(model, mcfg, tcfg, train, val_x, device, world, amp_dtype)
-    save = lambda epoch, at_step, sums: save_checkpoint(ckpt_path, model, optimizer, tcfg, train.name, log, epoch, at_step, sums)
+    save = lambda epoch, at_step, sums: save_checkpoint(ckpt_path, model, optimizer, tcfg, train.name, log, epoch,
+                                                        at_step, sums)
 
     # ---- loop ------------------------------------------------------------------
     stop = Stop() if main_process and not distributed else None
@@ -460,17 +483,20 @@ def main(argv=None):
             batches = [b[rank::world] for b in batch_indices(len(train), tcfg.batch_size * world, tcfg.seed, epoch)]
             first = start_step if epoch == start_epoch else 0
             sums = ckpt["sums"] if (ckpt is not None and epoch == start_epoch and first) else None
-            bar = tqdm(total=len(batches), initial=first, desc=f"epoch {epoch + 1}/{tcfg.epochs}", disable=not main_process,
+            bar = tqdm(total=len(batches), initial=first, desc=f"epoch {epoch + 1}/{tcfg.epochs}",
+                       disable=not main_process,
                        leave=False, dynamic_ncols=True, file=sys.stderr, unit="step")
             model.train()
             t0 = time.time()
             sums, stopped_at = train_epoch(step, prefetch(train, batches[first:], device), first, len(batches), sums,
                                            contrastive, sync_every, bar, stop,
-                                           later=later_steps(epoch, len(batches)), paces=paces, where=(epoch, tcfg.run_dir))
+                                           later=later_steps(epoch, len(batches)), paces=paces, where=(epoch,
+                                                                                                       tcfg.run_dir))
             bar.close()
             if stopped_at is not None:
                 save(epoch, stopped_at, sums)
-                print(f"stopped: checkpoint at epoch {epoch + 1}, step {stopped_at} in {ckpt_path}; continue with --resume", file=sys.stderr)
+                print(f"stopped: checkpoint at epoch {epoch + 1}, step {stopped_at} in {ckpt_path}; continue with "
+                      "--resume", file=sys.stderr)
                 sys.exit(130)
             if distributed:
                 dist.barrier()
@@ -478,9 +504,12 @@ def main(argv=None):
             paces[contrastive] = seconds / max(n_steps, 1)
 
             # ---- evaluation ------------------------------------------------------------
-            evaluating = judges is not None and (epoch + 1) % tcfg.eval_every == 0  # judges is None when eval_every is 0
-            val_loss, recon, swap = validate(model, val_x, judges if evaluating else None, held, device, amp_dtype, contrastive, tcfg)
-            log.append(epoch_record(epoch, sums, len(batches), val_loss, swap, seconds, n_steps * tcfg.batch_size * world, device))
+            # judges is None when eval_every is 0
+            evaluating = judges is not None and (epoch + 1) % tcfg.eval_every == 0
+            val_loss, recon, swap = validate(model, val_x, judges if evaluating else None, held, device, amp_dtype,
+                                             contrastive, tcfg)
+            log.append(epoch_record(epoch, sums, len(batches), val_loss, swap, seconds,
+                                    n_steps * tcfg.batch_size * world, device))
 
             # ---- checkpoint -------------------------------------------------------------
             if main_process:
@@ -490,7 +519,8 @@ def main(argv=None):
                 if (epoch + 1) % tcfg.save_every == 0 or epoch + 1 == tcfg.epochs or (stop and stop.requested):
                     save(epoch + 1, 0, None)
                 if stop is not None and stop.requested and epoch + 1 < tcfg.epochs:
-                    print(f"stopped: checkpoint after epoch {epoch + 1} in {ckpt_path}; continue with --resume", file=sys.stderr)
+                    print(f"stopped: checkpoint after epoch {epoch + 1} in {ckpt_path}; continue with --resume",
+                          file=sys.stderr)
                     sys.exit(130)
             if distributed:
                 dist.barrier()

@@ -122,7 +122,8 @@ def check_bools(config):
     """Refuse a bool field holding anything but True or False (an edited checkpoint, say)."""
     for f in dataclasses.fields(config):
         if f.type in (bool, "bool") and not isinstance(getattr(config, f.name), bool):
-            raise SPYLError(f"--{f.name.replace('_', '-')} ({f.name}) must be true or false, got {getattr(config, f.name)!r}")
+            raise SPYLError(f"--{f.name.replace('_', '-')} ({f.name}) must be true or false, got "
+                            f"{getattr(config, f.name)!r}")
 
 
 # ---- files ------------------------------------------------------------------
@@ -184,7 +185,8 @@ def check_writable(folder, need_bytes=0):
         raise SPYLError(f"output folder {folder} is not writable ({e.strerror}); pass another folder") from None
     free = shutil.disk_usage(folder).free
     if free < need_bytes:
-        raise SPYLError(f"only {free / 2**20:.0f} MiB free in {folder}, need about {need_bytes / 2**20:.0f} MiB; free some space or pass another folder")
+        raise SPYLError(f"only {free / 2**20:.0f} MiB free in {folder}, need about {need_bytes / 2**20:.0f} MiB; "
+                        "free some space or pass another folder")
 
 
 def sha256_file(path, chunk=1 << 20):
@@ -204,22 +206,25 @@ def load_checkpoint(path, map_location="cpu"):
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise SPYLError(f"checkpoint {path} does not exist; train one with `python train.py --out {path}` or pass --weights")
+        raise SPYLError(f"checkpoint {path} does not exist; train one with `python train.py --out {path}` or pass "
+                        "--weights")
     with open(path, "rb") as f:
         head = f.read(4)
     # torch.save writes a zip archive (PK..); files from before PyTorch 1.6 are a bare pickle (0x80, the protocol byte)
     if not (head.startswith(b"PK") or head.startswith(b"\x80")):
-        raise SPYLError(f"{path} is not a PyTorch checkpoint (it is {'empty' if not head else 'neither a zip archive nor a pickle'}); "
-                        "pass a model file written by train.py --out or SPYL.save")
+        raise SPYLError(f"{path} is not a PyTorch checkpoint (it is "
+                        f"{'empty' if not head else 'neither a zip archive nor a pickle'}); pass a model file "
+                        "written by train.py --out or SPYL.save")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if "weights_only" in str(e) or "Unsupported global" in str(e):
-            raise SPYLError(f"{path} holds pickled Python objects, not only tensors; refusing to load it because unpickling can run code. "
-                            "Save a state dict (model.save) instead") from None
+            raise SPYLError(f"{path} holds pickled Python objects, not only tensors; refusing to load it because "
+                            "unpickling can run code. Save a state dict (model.save) instead") from None
         raise SPYLError(f"{path} is truncated or corrupt ({str(e).splitlines()[0]})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError) as e:
-        raise SPYLError(f"{path} is truncated, corrupt or not a PyTorch file ({type(e).__name__}); re-download or re-train it") from None
+        raise SPYLError(f"{path} is truncated, corrupt or not a PyTorch file ({type(e).__name__}); re-download or "
+                        "re-train it") from None
 
 
 # ---- devices and randomness ---------------------------------------------------
@@ -274,7 +279,8 @@ def cpu_has_bf16_units():
 
 
 def autocast(device, amp_dtype):
-    """torch.autocast to amp_dtype on device's type (a torch.device or its name); a no-op context when amp_dtype is None."""
+    """torch.autocast to amp_dtype on device's type (a torch.device or its name); a no-op
+    context when amp_dtype is None."""
     return torch.autocast(torch.device(device).type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
 
 
@@ -310,7 +316,8 @@ def rng_state():
 
 def _numpy_state():
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)}
+    return {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+            "cached": float(cached)}
 
 
 def set_rng_state(state):

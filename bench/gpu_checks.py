@@ -25,14 +25,16 @@ def run(cfg, xs, phases, cuda_graph, device):
     torch.manual_seed(0)
     model = SPYL(cfg).to(device).to(memory_format=torch.channels_last)
     model.fused_prior = True
-    step = TrainStep(model, make_optimizer(model, 2e-3, cuda_graph=cuda_graph), device, torch.bfloat16, cuda_graph=cuda_graph)
+    step = TrainStep(model, make_optimizer(model, 2e-3, cuda_graph=cuda_graph), device, torch.bfloat16,
+                     cuda_graph=cuda_graph)
     losses = torch.stack([step(x, c) for x, c in zip(xs, phases)]).float().cpu()
     return losses, {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
 
 
 def main(out="bench/gpu_checks.json"):
     device = torch.device("cuda")
-    report = {"device": torch.cuda.get_device_name(device), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    report = {"device": torch.cuda.get_device_name(device), "torch": torch.__version__,
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     mcfg, batch = preset_configs("cpu")   # a small model: the check is of the step, not of its size
     g = torch.Generator(device=device).manual_seed(1)
     n_warm, n_con = 6, 6                   # per phase: 3 eager steps, the capture, 2 more replays
@@ -60,9 +62,12 @@ def main(out="bench/gpu_checks.json"):
     graph_losses, graph_state = run(mcfg, xs, phases, True, device)
     report["losses_eager"] = eager_losses[:, -1].tolist()
     report["losses_graph"] = graph_losses[:, -1].tolist()
-    report["loss_max_rel_diff"] = float(((graph_losses - eager_losses).abs() / eager_losses.abs().clamp_min(1e-6)).max())
-    report["weights_max_rel_diff"] = max(float((graph_state[k] - v).norm() / v.norm().clamp_min(1e-12)) for k, v in eager_state.items())
-    report["bn_batches_tracked_equal"] = all(torch.equal(graph_state[k], v) for k, v in eager_state.items() if k.endswith("num_batches_tracked"))
+    relative = (graph_losses - eager_losses).abs() / eager_losses.abs().clamp_min(1e-6)
+    report["loss_max_rel_diff"] = float(relative.max())
+    report["weights_max_rel_diff"] = max(float((graph_state[k] - v).norm() / v.norm().clamp_min(1e-12)) for k,
+                                         v in eager_state.items())
+    report["bn_batches_tracked_equal"] = all(torch.equal(graph_state[k], v) for k,
+                                             v in eager_state.items() if k.endswith("num_batches_tracked"))
 
     # 3. the LSTM's dtype under bf16 autocast
     lstm = torch.nn.LSTM(8, 16, batch_first=True).to(device)

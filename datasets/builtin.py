@@ -44,10 +44,12 @@ def _pose(action, t):
     phase = 2 * np.pi * t / FRAMES
     if action == "walk":
         swing = 0.55 * np.sin(phase)
-        return {"leg": swing, "arm_l": -swing, "arm_r": swing, "bob": int(round(abs(np.sin(phase)))), "glow": 0, "sword": False}
+        return {"leg": swing, "arm_l": -swing, "arm_r": swing, "bob": int(round(abs(np.sin(phase)))), "glow": 0,
+                "sword": False}
     if action == "spellcast":
         raise_ = (0.0, 0.5, 1.2, 2.0, 2.6, 2.8, 2.6, 1.4)[t]
-        return {"leg": 0.0, "arm_l": raise_, "arm_r": raise_, "bob": 0, "glow": 1 + t // 3 if t >= 3 else 0, "sword": False}
+        return {"leg": 0.0, "arm_l": raise_, "arm_r": raise_, "bob": 0, "glow": 1 + t // 3 if t >= 3 else 0,
+                "sword": False}
     sweep = (3.0, 2.6, 2.0, 1.2, 0.5, 0.1, 0.5, 3.0)[t]  # slash: the sword arm sweeps down
     return {"leg": 0.25 * np.sin(phase), "arm_l": 0.2, "arm_r": sweep, "bob": 0, "glow": 0, "sword": True}
 

@@ -15,7 +15,8 @@ def data_root(given=None, default="data"):
     """The folder that holds (or will cache) the data sets: --data-root, else $SPYL_DATA_ROOT, else data/."""
     root = given or os.environ.get(DATA_ROOT_ENV) or default
     if (given or os.environ.get(DATA_ROOT_ENV)) and not os.path.isdir(root):
-        raise SPYLError(f"data root {root} does not exist; pass --data-root to a folder that holds the data set's folder")
+        raise SPYLError(f"data root {root} does not exist; pass --data-root to a folder that holds the data set's "
+                        "folder")
     return root
 
 
@@ -24,8 +25,8 @@ def check_file(path, digest, name):
     if not os.path.isfile(path):
         raise SPYLError(f"{name}: {path} is missing")
     if sha256_file(path) != digest:
-        raise SPYLError(f"{name}: {path} is damaged or a different file (SHA-256 mismatch); delete it to download it again, "
-                        f"or replace it with the file from the public source")
+        raise SPYLError(f"{name}: {path} is damaged or a different file (SHA-256 mismatch); delete it to download it "
+                        f"again, or replace it with the file from the public source")
 
 
 def download(url, path, name, digest=None, timeout=30):
@@ -35,10 +36,11 @@ def download(url, path, name, digest=None, timeout=30):
         with urllib.request.urlopen(url, timeout=timeout) as r:
             data = r.read()
     except (urllib.error.URLError, OSError) as e:
-        raise SPYLError(f"cannot download {name} ({getattr(e, 'reason', e)}); pass --data-root DIR (or set {DATA_ROOT_ENV}) "
-                        f"to a folder holding a copy, see the README's data section") from None
+        raise SPYLError(f"cannot download {name} ({getattr(e, 'reason', e)}); pass --data-root DIR (or set "
+                        f"{DATA_ROOT_ENV}) to a folder holding a copy, see the README's data section") from None
     if digest is not None and hashlib.sha256(data).hexdigest() != digest:
-        raise SPYLError(f"downloaded {name} does not match its SHA-256; the server sent something else, try again later")
+        raise SPYLError(f"downloaded {name} does not match its SHA-256; the server sent something else, try again "
+                        "later")
     atomic_write(path, lambda f: f.write(data))
 
 

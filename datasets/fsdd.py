@@ -58,7 +58,8 @@ def log_mel(x):
     recording (the signal is padded by n_fft - hop so the last window fits)."""
     import librosa
     x = np.concatenate([x, np.zeros(-len(x) % HOP + N_FFT - HOP, np.float32)])
-    mel = librosa.feature.melspectrogram(y=x, sr=RATE, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS, fmin=0, fmax=RATE / 2,
+    mel = librosa.feature.melspectrogram(y=x, sr=RATE, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS, fmin=0,
+                                         fmax=RATE / 2,
                                          center=False, power=2.0)
     return np.log(np.maximum(mel, FLOOR)).T.astype(np.float32)
 
@@ -73,7 +74,8 @@ def segments(x, frames):
 def mel_to_audio(frames):
     """Log-mel frames (n x 40, unnormalised; NaN frames are silence) -> samples, by Griffin-Lim (librosa)."""
     import librosa
-    return librosa.feature.inverse.mel_to_audio(np.exp(np.nan_to_num(frames.T, nan=np.log(FLOOR))), sr=RATE, n_fft=N_FFT, hop_length=HOP, fmin=0, fmax=RATE / 2,
+    return librosa.feature.inverse.mel_to_audio(np.exp(np.nan_to_num(frames.T, nan=np.log(FLOOR))), sr=RATE,
+                                                n_fft=N_FFT, hop_length=HOP, fmin=0, fmax=RATE / 2,
                                                 center=False, power=2.0, n_iter=64)
 
 
@@ -84,10 +86,11 @@ def recordings(archive):
             files = {os.path.basename(m.name): tf.extractfile(m).read() for m in tf
                      if m.isfile() and m.name.endswith(".wav") and "/recordings/" in "/" + m.name}
     except (tarfile.TarError, OSError, EOFError) as e:
-        raise SPYLError(f"FSDD: {archive} is not a readable tar.gz archive ({e}); delete it and fetch it again") from None
+        raise SPYLError(f"FSDD: {archive} is not a readable tar.gz archive ({e}); delete it and fetch it "
+                        "again") from None
     if listing_digest(files) != CONTENT_SHA256:
-        raise SPYLError(f"FSDD: the recordings in {archive} differ from FSDD v1.0.10 ({len(files)} files, content digest "
-                        f"mismatch); replace the archive")
+        raise SPYLError(f"FSDD: the recordings in {archive} differ from FSDD v1.0.10 ({len(files)} files, content "
+                        f"digest mismatch); replace the archive")
     return files
 
 

@@ -105,7 +105,8 @@ def read_outcomes(path):
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
     if not rows or "In-hospital_death" not in rows[0] or "RecordID" not in rows[0]:
-        raise SPYLError(f"PhysioNet: {path} has columns {rows[0] if rows else []}, expected RecordID ... In-hospital_death")
+        raise SPYLError(f"PhysioNet: {path} has columns {rows[0] if rows else []}, expected RecordID ... "
+                        "In-hospital_death")
     rid, death = rows[0].index("RecordID"), rows[0].index("In-hospital_death")
     return {int(r[rid]): int(r[death]) for r in rows[1:]}
 
@@ -124,11 +125,14 @@ def load(root=None, download_ok=True, seed=0, binning="ours"):
         raise SPYLError(f"PhysioNet: {archive} is missing")
     try:
         with tarfile.open(archive) as tf:
-            files = {os.path.basename(m.name): tf.extractfile(m).read() for m in tf if m.isfile() and m.name.endswith(".txt")}
+            records = (m for m in tf if m.isfile() and m.name.endswith(".txt"))
+            files = {os.path.basename(m.name): tf.extractfile(m).read() for m in records}
     except (tarfile.TarError, OSError, EOFError) as e:
-        raise SPYLError(f"PhysioNet: {archive} is not a readable tar.gz archive ({e}); delete it and fetch it again") from None
+        raise SPYLError(f"PhysioNet: {archive} is not a readable tar.gz archive ({e}); delete it and fetch it "
+                        "again") from None
     if listing_digest(files) != CONTENT_SHA256:
-        raise SPYLError(f"PhysioNet: the records in {archive} differ from set A 1.0.0 (content digest mismatch); replace it")
+        raise SPYLError(f"PhysioNet: the records in {archive} differ from set A 1.0.0 (content digest mismatch); "
+                        "replace it")
     texts = [files[name].decode() for name in sorted(files)]
     deaths = read_outcomes(outcomes)
     hours, labels = [], []

@@ -20,7 +20,8 @@ NAME = "sprites"
 # the first row of its group of four (back, left, front, right) and its 8 columns.
 SHEET_ROWS = {"spellcast": 0, "walk": 8, "slash": 12}
 FACING_OFFSET = {"front": 2, "left": 1, "right": 3}
-SHEET_COLUMNS = {"walk": (8, 1, 2, 3, 4, 5, 6, 7), "spellcast": (0, 1, 2, 3, 4, 5, 4, 6), "slash": (0, 1, 2, 3, 4, 5, 4, 0)}
+SHEET_COLUMNS = {"walk": (8, 1, 2, 3, 4, 5, 6, 7), "spellcast": (0, 1, 2, 3, 4, 5, 4, 6), "slash": (0, 1, 2, 3, 4, 5,
+                                                                                                    4, 0)}
 SHEET_SHAPE = (1344, 832)
 
 PART_URL = "https://raw.githubusercontent.com/YingzhenLi/Sprites/master/{}"
@@ -81,9 +82,11 @@ def read_part(path, name=None):
     except FileNotFoundError:
         raise SPYLError(f"sprite part {name} is missing from {os.path.dirname(path) or '.'}") from None
     except Exception as e:  # PIL raises many types for damaged files
-        raise SPYLError(f"sprite part {name} is truncated or not a PNG ({type(e).__name__}: {str(e)[:80]}); delete it and fetch it again") from None
+        raise SPYLError(f"sprite part {name} is truncated or not a PNG ({type(e).__name__}: {str(e)[:80]}); delete "
+                        "it and fetch it again") from None
     if sheet.shape[:2] != SHEET_SHAPE:
-        raise SPYLError(f"sprite part {name} is {sheet.shape[1]}x{sheet.shape[0]} pixels, expected 832x1344 (13 x 21 frames of 64x64)")
+        raise SPYLError(f"sprite part {name} is {sheet.shape[1]}x{sheet.shape[0]} pixels, expected 832x1344 (13 x 21 "
+                        "frames of 64x64)")
     return sheet
 
 
@@ -94,7 +97,8 @@ def verify_parts(folder):
         if not os.path.isfile(path):
             raise SPYLError(f"sprite part {rel} is missing from {folder}")
         if sha256_file(path) != digest:
-            raise SPYLError(f"sprite part {rel} in {folder} is corrupt or a different file (SHA-256 mismatch); replace it with the one from github.com/YingzhenLi/Sprites")
+            raise SPYLError(f"sprite part {rel} in {folder} is corrupt or a different file (SHA-256 mismatch); "
+                            "replace it with the one from github.com/YingzhenLi/Sprites")
 
 
 def download_parts(folder, timeout=10):
@@ -111,16 +115,19 @@ def download_parts(folder, timeout=10):
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
             raise SPYLError(f"cannot download the Sprites parts ({reason}); pass --sheets FOLDER "
-                            f"(or set {SHEETS_ENV}) to a copy of github.com/YingzhenLi/Sprites, or put the parts in {folder}") from None
+                            f"(or set {SHEETS_ENV}) to a copy of github.com/YingzhenLi/Sprites, or put the parts in "
+                            f"{folder}") from None
         if hashlib.sha256(data).hexdigest() != digest:
-            raise SPYLError(f"downloaded {rel} does not match its SHA-256; the server sent something else, try again later")
+            raise SPYLError(f"downloaded {rel} does not match its SHA-256; the server sent something else, try again "
+                            "later")
         atomic_write(path, lambda f: f.write(data))
 
 
 def load_parts(folder):
     """Read and verify the parts in folder -> layers for compose()."""
     verify_parts(folder)
-    layers = [np.stack([sheet_frames(read_part(os.path.join(folder, f"{layer}/{v}.png"), f"{layer}/{v}.png")) for v in range(6)])
+    layers = [np.stack([sheet_frames(read_part(os.path.join(folder, f"{layer}/{v}.png"),
+                                               f"{layer}/{v}.png")) for v in range(6)])
               for layer in LAYERS[:4]]
     layers.append(sheet_frames(read_part(os.path.join(folder, "shoes/1.png"), "shoes/1.png"))[None])
     return layers
@@ -157,7 +164,8 @@ def load_sprites(data_dir="data", sheets=None, download=True):
     for split, d in (("train", train), ("test", test)):
         atomic_write(os.path.join(cache, f"x_{split}.npy"), lambda f: np.save(f, d.x))
         atomic_write(os.path.join(cache, f"y_{split}.npy"), lambda f: np.save(f, d.labels))
-    atomic_write(meta_path, lambda f: json.dump({"parts": PART_SHA256, "train": len(train), "test": len(test)}, f, indent=1), mode="w")
+    atomic_write(meta_path, lambda f: json.dump({"parts": PART_SHA256, "train": len(train), "test": len(test)}, f,
+                                                indent=1), mode="w")
     return train, test
 
 
@@ -176,7 +184,8 @@ def _load_cached(cache):
 
 def _check_arrays(x, y, where):
     if x.dtype != np.uint8 or x.ndim != 5 or x.shape[1:] != (FRAMES, SIZE, SIZE, 3) or y.shape != (len(x), 5):
-        raise SPYLError(f"arrays in {where} have shapes {x.shape} {x.dtype} and {y.shape}, expected N x 8 x 64 x 64 x 3 uint8 and N x 5")
+        raise SPYLError(f"arrays in {where} have shapes {x.shape} {x.dtype} and {y.shape}, expected N x 8 x 64 x 64 "
+                        "x 3 uint8 and N x 5")
 
 
 # ---- the pre-built files that circulate -------------------------------------------
@@ -192,7 +201,8 @@ def load_legacy_npy(folder, chunk=500):
             try:
                 arrays[key] = np.load(path, mmap_mode="r", allow_pickle=False)
             except FileNotFoundError:
-                raise SPYLError(f"{path} is missing; a pre-built Sprites folder needs all of {', '.join(LEGACY_FILES)}") from None
+                raise SPYLError(f"{path} is missing; a pre-built Sprites folder needs all of "
+                                f"{', '.join(LEGACY_FILES)}") from None
             except (ValueError, OSError, EOFError) as e:
                 raise SPYLError(f"{path} is not a readable .npy array ({str(e)[:80]})") from None
         X, A, D = arrays["X"], arrays["A"], arrays["D"]
@@ -207,7 +217,8 @@ def load_legacy_npy(folder, chunk=500):
         for key in "AD":  # labels: one-hot rows (the first frame's; every frame carries the same)
             first = np.asarray(arrays[key][:, 0], dtype=np.float32)
             if first.size and not (np.isin(first, (0.0, 1.0)).all() and (first.sum(-1) == 1).all()):
-                raise SPYLError(f"sprites_{key}_{split}.npy holds labels that are not one-hot (each row one 1, the rest 0)")
+                raise SPYLError(f"sprites_{key}_{split}.npy holds labels that are not one-hot (each row one 1, the "
+                                "rest 0)")
         x = np.empty((n,) + expect["X"][1:], np.uint8)
         scale = None
         for i in range(0, n, chunk):
@@ -219,6 +230,7 @@ def load_legacy_npy(folder, chunk=500):
             if block.min(initial=0) < 0 or block.max(initial=0) * scale > 255.5:
                 raise SPYLError(f"sprites_X_{split}.npy has values outside [0, 1] and [0, 255]; expected images")
             x[i:i + chunk] = np.rint(block * scale).astype(np.uint8)
-        labels = np.concatenate([np.argmax(D[:, 0], axis=-1)[:, None], np.argmax(A[:, 0], axis=-1)], axis=1).astype(np.int64)
+        labels = np.concatenate([np.argmax(D[:, 0], axis=-1)[:, None], np.argmax(A[:, 0], axis=-1)],
+                                axis=1).astype(np.int64)
         out.append(SequenceData(x, labels, "sprites"))
     return tuple(out)

@@ -21,8 +21,8 @@ def pytest_configure(config):
     """Under CI=true, stop at once, in one line, if a folder of real data is missing."""
     missing = [f"../shared/{f}" for f in SHARED_FOLDERS if not os.path.isdir(os.path.join(SHARED, f))]
     if IN_CI and missing:
-        raise pytest.UsageError(f"CI=true but {', '.join(missing)} not found beside the checkout: CI tests on the real data; "
-                                "put the shared data folder next to the repository")
+        raise pytest.UsageError(f"CI=true but {', '.join(missing)} not found beside the checkout: CI tests on the "
+                                "real data; put the shared data folder next to the repository")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -32,7 +32,8 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        report.outcome, report.longrepr = "failed", f"CI=true and this test would skip: {reason.removeprefix('Skipped: ')}"
+        report.outcome = "failed"
+        report.longrepr = f"CI=true and this test would skip: {reason.removeprefix('Skipped: ')}"
 
 
 def tiny_config(**kw):

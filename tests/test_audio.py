@@ -37,28 +37,34 @@ def test_split_shapes_and_speakers(splits):
     utts = [set(p.labels["utterance"]) for p in parts]
     assert not (utts[0] & utts[1]) and not (utts[0] & utts[2]) and not (utts[1] & utts[2])
     short = fsdd.load(SHARED, frames=20)["train"]
-    assert short.x.shape[1:] == (20, 40) and set(short.labels["utterance"]) == utts[0]   # the 200 ms unit: same utterances
+    # the 200 ms unit: same utterances
+    assert short.x.shape[1:] == (20, 40) and set(short.labels["utterance"]) == utts[0]
 
 
 @needs_data
 def test_statistics_count_real_frames_only(splits):
     x = splits["train"].x.reshape(-1, 40)
     pad = np.isnan(x[:, 0])
-    assert 0.2 < pad.mean() < 0.5 and np.isnan(x[pad]).all() and not np.isnan(x[~pad]).any()   # padding: missing, whole frames
-    assert np.allclose(x[~pad].mean(0), 0, atol=1e-3) and np.allclose(x[~pad].std(0), 1, atol=1e-3)  # z-scored over real frames
+    # padding: missing, whole frames
+    assert 0.2 < pad.mean() < 0.5 and np.isnan(x[pad]).all() and not np.isnan(x[~pad]).any()
+    # z-scored over real frames
+    assert np.allclose(x[~pad].mean(0), 0, atol=1e-3) and np.allclose(x[~pad].std(0), 1, atol=1e-3)
     floored = (x * splits["std"] + splits["mean"] <= np.log(fsdd.FLOOR) + 1e-3)[~pad]
     speaker = np.repeat(splits["train"].labels["speaker"], 64)[~pad]
-    assert floored.mean() < 0.005 and max(floored[speaker == k].mean() for k in range(6)) < 0.02   # under 1e-6, the old floor: 34%, up to 51% a speaker
+    # under 1e-6, the old floor: 34%, up to 51% a speaker
+    assert floored.mean() < 0.005 and max(floored[speaker == k].mean() for k in range(6)) < 0.02
 
 
 @needs_data
 def test_the_log_floor_is_under_every_real_value():
-    archive = os.path.join(SHARED, "fsdd", next(f for f in os.listdir(os.path.join(SHARED, "fsdd")) if f.endswith(".tar.gz")))
+    archive = os.path.join(SHARED, "fsdd", next(f for f in os.listdir(os.path.join(SHARED,
+                                                                                   "fsdd")) if f.endswith(".tar.gz")))
     import librosa
     for name, data in sorted(fsdd.recordings(archive).items())[::30]:               # 100 recordings, all speakers
         mel = librosa.feature.melspectrogram(y=fsdd.read_wav(data), sr=fsdd.RATE, n_fft=fsdd.N_FFT, hop_length=fsdd.HOP,
                                              n_mels=fsdd.N_MELS, fmin=0, fmax=fsdd.RATE / 2, center=False, power=2.0)
-        assert mel[mel > 0].min() > 10 * fsdd.FLOOR, name                               # only digital silence meets the floor
+        # only digital silence meets the floor
+        assert mel[mel > 0].min() > 10 * fsdd.FLOOR, name
 
 
 def tone(freq, seconds=0.4, amplitude=0.5):
@@ -78,7 +84,8 @@ def test_log_mel_of_a_known_tone():
     word = fsdd.segments(tone(1000.0, seconds=0.305), 64)                 # 31 frames start inside 0.305 s
     assert word.shape == (1, 64, 40) and np.isnan(word[0, 31:]).all() and not np.isnan(word[0, :31]).any()
     band = quiet[0, 5:15].mean(0).argmax()
-    assert loud[0, 5:15, band].mean() - quiet[0, 5:15, band].mean() == pytest.approx(math.log(4), abs=0.01)  # power: x2 -> +log 4
+    # power: x2 -> +log 4
+    assert loud[0, 5:15, band].mean() - quiet[0, 5:15, band].mean() == pytest.approx(math.log(4), abs=0.01)
 
 
 def test_equal_error_rate_on_constructed_scores():
@@ -112,7 +119,8 @@ def test_eer_interval_holds_the_figure_and_narrows_with_more_utterances():
     widths = []
     for n in (60, 600):
         speakers = rng.integers(0, 6, n)
-        codes = np.eye(6)[speakers] + rng.normal(0, 0.6, (n, 6))                   # a code that knows the speaker, noisily
+        # a code that knows the speaker, noisily
+        codes = np.eye(6)[speakers] + rng.normal(0, 0.6, (n, 6))
         eer = equal_error_rate(*pair_scores(codes, speakers))
         low, high = eer_interval([codes], speakers, resamples=100)
         assert low < eer < high
@@ -161,34 +169,42 @@ def test_train_and_experiments_end_to_end(tmp_path):
     weights = tmp_path / "w"
     weights.mkdir()
     model = tmp_path / "fsdd_200ms.pth"
-    train.main(["--dataset", "fsdd_200ms", "--data-root", SHARED, "--epochs", "1", "--warmup-epochs", "1", "--hidden", "32", "--g-dim", "16",
+    train.main(["--dataset", "fsdd_200ms", "--data-root", SHARED, "--epochs", "1", "--warmup-epochs", "1", "--hidden",
+                "32", "--g-dim", "16",
                 "--run-dir", str(tmp_path / "run"), "--out", str(model)])
     for row in ("spyl", "dsvae"):
         for seed in (0, 1, 2):
             shutil.copy(model, weights / f"fsdd_200ms-{row}-{seed}.pth")
-    shutil.copy(model, weights / "fsdd-spyl-0.pth")                              # a 640 ms model: not scored unless --units asks
+    # a 640 ms model: not scored unless --units asks
+    shutil.copy(model, weights / "fsdd-spyl-0.pth")
     out = tmp_path / "audio.json"
     p = subprocess.run([sys.executable, "audio_experiments.py", "--data-root", SHARED, "--weights-dir", str(weights),
-                        "--fig-dir", str(tmp_path / "fig"), "--out-json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=900)
+                        "--fig-dir", str(tmp_path / "fig"), "--out-json", str(out)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-2000:]
     res = json.loads(out.read_text())["fsdd"]
-    controls = {"raw_mean_std": "static_eer", "raw_mean": "static_eer", "lda_raw": "static_eer", "raw_delta": "dynamic_eer", "random": "dynamic_eer"}
+    controls = {"raw_mean_std": "static_eer", "raw_mean": "static_eer", "lda_raw": "static_eer",
+                "raw_delta": "dynamic_eer", "random": "dynamic_eer"}
     assert set(res) == {"spyl", "dsvae", *controls}                                # the shipped unit's rows only
     for name, figure in controls.items():                                          # the same for any model
         low, high = res[name][figure]["ci"]
         assert set(res[name]) == {figure} and 0 <= low <= res[name][figure]["mean"] <= high <= 1
     assert abs(res["random"]["dynamic_eer"]["mean"] - 0.5) < 0.05                    # no speaker in it
-    assert res["raw_mean_std"]["static_eer"]["mean"] < 0.3 and res["lda_raw"]["static_eer"]["mean"] < res["raw_mean_std"]["static_eer"]["mean"]
+    assert res["raw_mean_std"]["static_eer"]["mean"] < 0.3
+    assert res["lda_raw"]["static_eer"]["mean"] < res["raw_mean_std"]["static_eer"]["mean"]
     for row in (res[r] for r in res if r not in controls):
-        assert set(row) == {"static_eer", "dynamic_eer", "digit_acc_from_d", "digit_acc_from_s", "speaker_acc_from_s", "speaker_acc_from_d"}
+        assert set(row) == {"static_eer", "dynamic_eer", "digit_acc_from_d", "digit_acc_from_s", "speaker_acc_from_s",
+                            "speaker_acc_from_d"}
         assert all(0 <= v["mean"] <= 1 for v in row.values())
-        assert row["static_eer"]["std"] < 1e-12 and row["dynamic_eer"]["std"] < 1e-12   # one model thrice: the EER has no seed
+        # one model thrice: the EER has no seed
+        assert row["static_eer"]["std"] < 1e-12 and row["dynamic_eer"]["std"] < 1e-12
         assert all(v["ci"][0] <= v["mean"] <= v["ci"][1] for v in (row["static_eer"], row["dynamic_eer"]))
     printed = {line.split()[0]: line for line in p.stdout.splitlines() if line.strip()}
     for name, row in res.items():                                                  # every computed row, as computed
         for figure in ("static_eer", "dynamic_eer"):
             if figure in row:
-                assert f"{100 * row[figure]['mean']:.2f} ± {100 * row[figure]['std']:.2f}" in printed[name], (name, figure)
+                assert f"{100 * row[figure]['mean']:.2f} ± {100 * row[figure]['std']:.2f}" in printed[name], (name,
+                                                                                                              figure)
     assert "3.41" in p.stdout and "33.22" in p.stdout                                 # the TIMIT anchors beside ours
     for name in ("A.wav", "B.wav", "A_voice_B_digit.wav", "B_voice_A_digit.wav"):
         rate, x = wavfile.read(tmp_path / "fig" / "audio" / name)
@@ -199,12 +215,15 @@ def test_train_and_experiments_end_to_end(tmp_path):
 def test_missing_weights_get_one_line(tmp_path):
     p = subprocess.run([sys.executable, "audio_experiments.py", "--data-root", SHARED, "--weights-dir", str(tmp_path)],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 2 and "fsdd_200ms-spyl-0.pth" in p.stderr and "audio_experiments.py --train`" in p.stderr and "Traceback" not in p.stderr
+    assert p.returncode == 2 and "fsdd_200ms-spyl-0.pth" in p.stderr
+    assert "audio_experiments.py --train`" in p.stderr and "Traceback" not in p.stderr
     (tmp_path / "fsdd_200ms-spyl-0.pth").write_bytes(b"")
     (tmp_path / "fsdd_200ms-dsvae-0.pth").write_bytes(b"")
-    p = subprocess.run([sys.executable, "audio_experiments.py", "--data-root", SHARED, "--weights-dir", str(tmp_path), "--units", "fsdd_200ms,fsdd"],
+    p = subprocess.run([sys.executable, "audio_experiments.py", "--data-root", SHARED, "--weights-dir", str(tmp_path),
+                        "--units", "fsdd_200ms,fsdd"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 2 and "fsdd-spyl-0.pth" in p.stderr and "--train --units fsdd_200ms,fsdd`" in p.stderr and "Traceback" not in p.stderr
+    assert p.returncode == 2 and "fsdd-spyl-0.pth" in p.stderr
+    assert "--train --units fsdd_200ms,fsdd`" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_units_pick_the_rows_and_bad_units_get_one_line():
@@ -222,9 +241,11 @@ def test_units_pick_the_rows_and_bad_units_get_one_line():
 def test_search_trains_in_parallel_and_picks_up_where_it_stopped(tmp_path, monkeypatch, capsys):
     import audio_experiments
     tiny = ["--epochs", "1", "--warmup-epochs", "1", "--hidden", "16", "--g-dim", "8", "--s-dim", "8"]
-    monkeypatch.setattr(audio_experiments, "SEARCH", {"a": ("fsdd_200ms", tiny), "b": ("fsdd_200ms", tiny + ["--dsvae"])})
+    monkeypatch.setattr(audio_experiments, "SEARCH", {"a": ("fsdd_200ms", tiny), "b": ("fsdd_200ms",
+                                                                                       tiny + ["--dsvae"])})
     out = audio_experiments.search(SHARED, str(tmp_path), 2, str(tmp_path / "search.json"), str(tmp_path / "none"))
-    assert set(out) == {"a", "b", *audio_experiments.CONTROLS} and out == json.loads((tmp_path / "search.json").read_text())
+    assert set(out) == {"a", "b",
+                        *audio_experiments.CONTROLS} and out == json.loads((tmp_path / "search.json").read_text())
     assert all(0 <= out[r][k] <= 1 for r in ("a", "b") for k in ("static_eer", "dynamic_eer"))
     for name, figure in audio_experiments.CONTROLS.items():                  # beside them, on the same utterances
         assert set(out[name]) == {figure} and 0 <= out[name][figure] <= 1
@@ -232,9 +253,11 @@ def test_search_trains_in_parallel_and_picks_up_where_it_stopped(tmp_path, monke
     for name in ("a", "b"):                                  # each child's bars went to its own log
         assert "epoch 1/1" in (tmp_path / "search" / f"{name}.log").read_text()
     from model import SPYL
-    assert SPYL.load(str(tmp_path / "search" / "b.pth")).config.dsvae and not SPYL.load(str(tmp_path / "search" / "a.pth")).config.dsvae
+    assert SPYL.load(str(tmp_path / "search" / "b.pth")).config.dsvae
+    assert not SPYL.load(str(tmp_path / "search" / "a.pth")).config.dsvae
     stamp = (tmp_path / "search" / "a.pth").stat().st_mtime_ns
-    shutil.copy(tmp_path / "search" / "a.pth", tmp_path / "fsdd_200ms-spyl-0.pth")   # the preset's seed-0 model, scored beside
+    # the preset's seed-0 model, scored beside
+    shutil.copy(tmp_path / "search" / "a.pth", tmp_path / "fsdd_200ms-spyl-0.pth")
     again = audio_experiments.search(SHARED, str(tmp_path), 2, str(tmp_path / "again.json"), str(tmp_path))
     assert {k: again[k] for k in out} == out                                   # nothing retrained
     assert again["the preset (spyl, fsdd_200ms-spyl-0.pth)"]["static_eer"] == out["a"]["static_eer"]
@@ -270,7 +293,8 @@ def test_a_training_job_gives_the_same_floats_fresh_or_after_another_job(tmp_pat
 
     threads = torch.get_num_threads()
     try:
-        first, other, again = job("first", 0), job("other", 1), job("again", 0)   # one process, as a pool worker runs them
+        # one process, as a pool worker runs them
+        first, other, again = job("first", 0), job("other", 1), job("again", 0)
     finally:
         torch.set_num_threads(threads)
     assert all(torch.equal(first[k], again[k]) for k in first)                    # seed 0 after seed 1: the same floats
@@ -282,7 +306,8 @@ def test_train_flags_reach_every_training_job(tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr(ae, "train_all", lambda jobs, workers: seen.extend(jobs))
     ae.retrain("root", str(tmp_path / "w"), str(tmp_path / "r"), 1, flags=["--epochs", "120", "--warmup-epochs", "40"])
-    assert len(seen) == 2 * len(ae.SEEDS) and all(job[-1] == ["--epochs", "120", "--warmup-epochs", "40"] for job in seen)
+    assert len(seen) == 2 * len(ae.SEEDS) and all(job[-1] == ["--epochs", "120", "--warmup-epochs",
+                                                              "40"] for job in seen)
 
     class Asked(Exception):
         pass

@@ -71,7 +71,9 @@ def test_train_refuses_every_out_of_range_flag_in_one_line(case):
         assert not os.path.exists(run_dir) and os.listdir(tmp) == []
 
 
-@pytest.mark.parametrize("name", [f.name for cls in (SPYLConfig, train.TrainConfig) for f in fields(cls) if f.type in (bool, "bool")])
+@pytest.mark.parametrize("name",
+                         [f.name for cls in (SPYLConfig, train.TrainConfig) for f in fields(cls) if f.type in (bool,
+                                                                                                               "bool")])
 def test_train_refuses_a_value_given_to_a_switch(tmp_path, name):
     flag = "--" + name.replace("_", "-")
     code, err = run(train.main, ["--preset", "tiny", "--run-dir", str(tmp_path / "run"), f"{flag}=3"])
@@ -114,7 +116,8 @@ def test_presets_hold_only_valid_values_and_each_is_applied_whole(monkeypatch):
 def test_the_cpu_preset_fits_its_prior_and_starts_from_pytorch_init_unless_told_otherwise():
     mcfg, tcfg, _, _ = train.parse_args(["--preset", "cpu"])
     assert mcfg.init == "torch" and tcfg.fit_prior and tcfg.warmup_epochs < tcfg.epochs
-    assert SPYL(mcfg).s_mean.weight.std().item() > 0.02  # PyTorch's uniform(+-1/sqrt(512)), not the reference's N(0, 0.01^2)
+    # PyTorch's uniform(+-1/sqrt(512)), not the reference's N(0, 0.01^2)
+    assert SPYL(mcfg).s_mean.weight.std().item() > 0.02
     mcfg, tcfg, _, _ = train.parse_args(["--preset", "cpu", "--init", "reference", "--no-fit-prior"])
     assert mcfg.init == "reference" and not tcfg.fit_prior
     assert SPYL(mcfg).s_mean.weight.std().item() == pytest.approx(0.01, rel=0.1)
@@ -124,14 +127,17 @@ def test_help_shows_each_range_next_to_its_default(capsys):
     with pytest.raises(SystemExit):
         train.parse_args(["--help"])
     out = capsys.readouterr().out.replace("\n", " ")
-    for text in ("default 128; an integer from 1 to 1000000", "default 0.5; a number from 0.0001 to 100.0", "one of soft, semi, hard"):
+    for text in ("default 128; an integer from 1 to 1000000", "default 0.5; a number from 0.0001 to 100.0",
+                 "one of soft, semi, hard"):
         assert text in " ".join(out.split()), text
 
 
 OTHER_FLAGS = [
     (swaps_experiments.main, "--repeats"), (swaps_experiments.main, "--seed"), (swaps_experiments.main, "--chars"),
-    (judge.main, "--epochs"), (judge.main, "--batch-size"), (judge.main, "--lr"), (judge.main, "--chars"), (judge.main, "--dataset"),
-    (fit_prior.main, "--steps"), (fit_prior.main, "--lr"), (fit_prior.main, "--batch-size"), (fit_prior.main, "--inputs"),
+    (judge.main, "--epochs"), (judge.main, "--batch-size"), (judge.main, "--lr"), (judge.main, "--chars"),
+               (judge.main, "--dataset"),
+    (fit_prior.main, "--steps"), (fit_prior.main, "--lr"), (fit_prior.main, "--batch-size"), (fit_prior.main,
+                                                                                              "--inputs"),
     (fit_prior.main, "--eval-every"), (fit_prior.main, "--patience"), (fit_prior.main, "--seed"),
     (bench.main, "--steps"), (timeseries_experiments.main, "--dataset"),
 ]
@@ -165,7 +171,8 @@ def test_other_scripts_refuse_out_of_range_flags_in_one_line(tmp_path, monkeypat
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("field, value", [("s_dim", -1), ("tau", 0.0), ("negative_mode", "softest"), ("frames", 2.5), ("dsvae", "yes")])
+@pytest.mark.parametrize("field, value", [("s_dim", -1), ("tau", 0.0), ("negative_mode", "softest"), ("frames", 2.5),
+                                          ("dsvae", "yes")])
 def test_a_checkpoint_with_an_edited_config_is_refused_in_one_line(tmp_path, field, value):
     path = tmp_path / "m.pth"
     SPYL(tiny_config()).save(path, data="builtin")

@@ -21,9 +21,11 @@ def test_train_then_recalibrate(tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     path = tmp_path / "judge_builtin-spatial-3.pth"
     report = json.loads((tmp_path / "judge_builtin-spatial-3.json").read_text())
-    assert report["arch"] == "spatial" and report["seed"] == 3 and report["held_out_sequences"] == 45  # 5 of 46 train characters
+    # 5 of 46 train characters
+    assert report["arch"] == "spatial" and report["seed"] == 3 and report["held_out_sequences"] == 45
     assert set(report["temperature"]) == {"action", "skin", "pants", "top", "hair"} and "action_calibration" in report
-    failed = gate_failures(report)  # the verdict printed is the gate's on the report written: refused with its reasons, or admitted
+    # the verdict printed is the gate's on the report written: refused with its reasons, or admitted
+    failed = gate_failures(report)
     verdict = ("may NOT judge: " + "; ".join(failed)) if failed else "may judge"
     assert p.stderr.rstrip().splitlines()[-1].endswith(verdict)
     before = load_checkpoint(path)
@@ -35,7 +37,8 @@ def test_train_then_recalibrate(tmp_path):
     assert not torch.equal(after["model"]["temperature"], torch.full((5,), 3.0))
     weights = [k for k in after["model"] if k != "temperature"]
     assert all(torch.equal(after["model"][k], before["model"][k]) for k in weights)  # no training happened
-    assert json.loads((tmp_path / "judge_builtin-spatial-3.json").read_text())["train_seconds"] == report["train_seconds"]
+    rewritten = json.loads((tmp_path / "judge_builtin-spatial-3.json").read_text())
+    assert rewritten["train_seconds"] == report["train_seconds"]
 
 
 def test_bad_members_one_line():

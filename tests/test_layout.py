@@ -33,7 +33,8 @@ def imported_modules(name):
 
 def test_no_script_imports_another_script():
     scripts = {f[:-3] for f in python_files() if is_script(f)}
-    assert {"train", "judge", "fit_prior", "swaps_experiments", "audio_experiments", "timeseries_experiments", "bench"} <= scripts
+    assert {"train", "judge", "fit_prior", "swaps_experiments", "audio_experiments", "timeseries_experiments",
+            "bench"} <= scripts
     offenders = {f"{s}.py imports {sorted(imported_modules(s + '.py') & (scripts - {s}))}" for s in scripts
                  if imported_modules(s + ".py") & (scripts - {s})}
     assert not offenders, offenders
@@ -56,8 +57,16 @@ def test_the_readme_is_short_and_every_docs_page_is_linked_from_it():
 
 
 def test_every_relative_link_leads_to_a_file():
-    files = [os.path.join(ROOT, "README.md")] + [os.path.join(ROOT, "docs", p) for p in os.listdir(os.path.join(ROOT, "docs"))
+    files = [os.path.join(ROOT, "README.md")] + [os.path.join(ROOT, "docs", p) for p in os.listdir(os.path.join(ROOT,
+                                                                                                                "docs"))
                                                  if p.endswith(".md")]
     broken = [f"{os.path.relpath(path, ROOT)}:{line} -> {target}" for path in files for target, line in links(path)
               if target and not os.path.exists(os.path.join(os.path.dirname(path), target))]
     assert not broken, broken
+
+
+def test_no_line_of_code_is_over_120_characters():
+    folders = (ROOT, os.path.join(ROOT, "datasets"), os.path.join(ROOT, "tests"), os.path.join(ROOT, "bench"))
+    long = [f"{os.path.relpath(os.path.join(d, f), ROOT)}:{i}" for d in folders for f in sorted(os.listdir(d)) if f.endswith(".py")
+            for i, line in enumerate(open(os.path.join(d, f)).read().splitlines(), 1) if len(line) > 120]
+    assert not long, long

@@ -84,7 +84,8 @@ def test_negatives_normalised_before_the_gather_are_the_same_numbers():
     idx = torch.randint(0, 20, (6, 7))
     an, pn, neg = (torch.nn.functional.normalize(v, dim=-1) for v in (a, p, bank[idx]))  # gathered first, as before
     logits = torch.cat([(an * pn).sum(-1, keepdim=True), torch.einsum("bd,bkd->bk", an, neg)], 1) / 0.5
-    assert torch.equal(info_nce(a, p, bank, idx, 0.5), torch.nn.functional.cross_entropy(logits, torch.zeros(6, dtype=torch.long)))
+    assert torch.equal(info_nce(a, p, bank, idx, 0.5),
+                       torch.nn.functional.cross_entropy(logits, torch.zeros(6, dtype=torch.long)))
 
 
 def test_negatives_are_ranked_by_kl():
@@ -103,7 +104,8 @@ def test_negatives_are_ranked_by_kl():
     for seed in range(20):
         torch.manual_seed(seed)
         seen |= set(pick("hard")[0].tolist())
-    assert seen == {3, 5, 1, 4}                                   # every one of the pool is drawn sometimes, the rest never
+    # every one of the pool is drawn sometimes, the rest never
+    assert seen == {3, 5, 1, 4}
 
 
 def test_hard_negatives_share_one_permutation_across_the_batch():
@@ -115,7 +117,8 @@ def test_hard_negatives_share_one_permutation_across_the_batch():
     torch.manual_seed(7)
     idx = select_negatives(anchors, torch.zeros(5, 3), bank, torch.zeros(30, 3), 4, "hard")
     ranks = [[order[a].tolist().index(j) for j in idx[a].tolist()] for a in range(5)]
-    assert all(r == ranks[0] for r in ranks) and max(ranks[0]) < 20  # the same ranks for every anchor, within 2 * (30 // 3)
+    # the same ranks for every anchor, within 2 * (30 // 3)
+    assert all(r == ranks[0] for r in ranks) and max(ranks[0]) < 20
 
 
 def test_mutual_information_matches_a_loop():
@@ -129,8 +132,10 @@ def test_mutual_information_matches_a_loop():
     for t in range(Tm):
         for i in range(Bm):
             ls = torch.stack([Normal(s_mean[j], (0.5 * s_logvar[j]).exp()).log_prob(s[i]).sum() for j in range(Bm)])
-            ld = torch.stack([Normal(d_mean[j, t], (0.5 * d_logvar[j, t]).exp()).log_prob(d[i, t]).sum() for j in range(Bm)])
-            mi = (torch.logsumexp(ls + ld, 0) - log_bn) - (torch.logsumexp(ls, 0) - log_bn) - (torch.logsumexp(ld, 0) - log_bn)
+            ld = torch.stack([Normal(d_mean[j, t],
+                                     (0.5 * d_logvar[j, t]).exp()).log_prob(d[i, t]).sum() for j in range(Bm)])
+            mi = (torch.logsumexp(ls + ld,
+                                  0) - log_bn) - (torch.logsumexp(ls, 0) - log_bn) - (torch.logsumexp(ld, 0) - log_bn)
             vals.append(mi.clamp(min=0))
     want = torch.stack(vals).mean()
     got = mutual_information(s, s_mean, s_logvar, d, d_mean, d_logvar, N)
@@ -144,8 +149,10 @@ def test_reference_mi_density_has_kernels_of_std_sigma_squared():
     s, d = s_mean + 0.3 * torch.randn_like(s_mean), d_mean + 0.3 * torch.randn_like(d_mean)
     ref = mutual_information(s, s_mean, s_logvar, d, d_mean, d_logvar, 50, "reference")
     # the exact density with variances (sigma^2)^2, i.e. log-variances doubled
-    assert ref.item() == pytest.approx(mutual_information(s, s_mean, 2 * s_logvar, d, d_mean, 2 * d_logvar, 50).item(), rel=1e-6)
-    assert ref.item() != pytest.approx(mutual_information(s, s_mean, s_logvar, d, d_mean, d_logvar, 50).item(), rel=1e-3)
+    assert ref.item() == pytest.approx(mutual_information(s, s_mean, 2 * s_logvar, d, d_mean, 2 * d_logvar,
+                                                          50).item(), rel=1e-6)
+    assert ref.item() != pytest.approx(mutual_information(s, s_mean, s_logvar, d, d_mean, d_logvar, 50).item(),
+                                       rel=1e-3)
     m = SPYL(tiny_config(mi_density="reference", init="torch"))  # the reference init starts every log-variance near 0,
     torch.manual_seed(0)                                          # where the two densities agree
     a = m(torch.rand(3, T, 3, 64, 64), contrastive=False)["mi"]
@@ -227,7 +234,8 @@ def test_fast_step_computes_what_the_plain_step_computes():
     # must change nothing; channels-last convolutions only the rounding.
     cfg = tiny_config(conv_width=8)
     x = torch.rand(6, cfg.frames, 3, 64, 64)
-    x_cl = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)  # frames channels-last, as the loader gives them
+    # frames channels-last, as the loader gives them
+    x_cl = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
 
     def step(plain_bank, channels_last):
         torch.manual_seed(0)
@@ -264,7 +272,8 @@ def test_missing_values_count_nowhere_in_the_reconstruction():
         recon = m(x_missing, contrastive=False)["recon"]
         torch.manual_seed(1)
         s_mean, s_logvar, d_mean, d_logvar = m.encode(x_missing)
-        s, d = s_mean + torch.randn_like(s_mean) * (0.5 * s_logvar).exp(), d_mean + torch.randn_like(d_mean) * (0.5 * d_logvar).exp()
+        s = s_mean + torch.randn_like(s_mean) * (0.5 * s_logvar).exp()
+        d = d_mean + torch.randn_like(d_mean) * (0.5 * d_logvar).exp()
         want = ((m.decode(s, d) - x).pow(2) * ~holes).sum() / 3       # observed values only
     assert torch.isfinite(recon) and recon.item() == pytest.approx(want.item(), rel=1e-5)
     with torch.no_grad():

@@ -35,7 +35,8 @@ def run_epoch(n_batches, sync_every):
     bar = RecordingBar()
     batches = (torch.rand(4, 8, 3, 64, 64) for _ in range(n_batches))
     step = TrainStep(model, opt, torch.device("cpu"))
-    sums, stopped = train.train_epoch(step, batches, 0, n_batches, None, False, sync_every, bar, None, later={False: 10})
+    sums, stopped = train.train_epoch(step, batches, 0, n_batches, None, False, sync_every, bar, None,
+                                      later={False: 10})
     return bar, sums, stopped
 
 
@@ -52,13 +53,18 @@ def test_the_bar_shows_the_first_step_when_syncs_are_windowed():
 
 def test_run_left_counts_the_dearer_contrastive_steps_ahead():
     assert train.run_left(1.0, False, 5, {False: 10}, {}) == 15                                   # warm-up only
-    assert train.run_left(1.0, False, 5, {False: 10, True: 10}, {}) == 15 + 10 * train.CONTRASTIVE_COST  # a guess, not yet timed
-    log = [json.loads(line) for line in open(train.CPU_PRESET_LOG)]                             # the guess: the cpu preset's run
+    # a guess, not yet timed
+    assert train.run_left(1.0, False, 5, {False: 10, True: 10}, {}) == 15 + 10 * train.CONTRASTIVE_COST
+    # the guess: the cpu preset's run
+    log = [json.loads(line) for line in open(train.CPU_PRESET_LOG)]
     warm, contrastive = ([r["seconds"] for r in log if ("nce_s" in r["train"]) == phase] for phase in (False, True))
-    assert len(warm) == 20 and len(contrastive) == 4 and train.CONTRASTIVE_COST == sum(contrastive) / 4 / (sum(warm) / 20)
+    assert len(warm) == 20 and len(contrastive) == 4
+    assert train.CONTRASTIVE_COST == sum(contrastive) / 4 / (sum(warm) / 20)
     assert 2.5 < train.CONTRASTIVE_COST < 3.5 and train.contrastive_cost("no/such/log.jsonl") == 1.0
-    assert train.run_left(1.0, False, 5, {True: 10}, {True: 2.5}) == 5 + 25                       # timed in an earlier epoch
-    assert train.run_left(3.0, True, 2, {True: 4}, {False: 1.0, True: 9.0}) == 6 + 12             # the pace measured now wins
+    # timed in an earlier epoch
+    assert train.run_left(1.0, False, 5, {True: 10}, {True: 2.5}) == 5 + 25
+    # the pace measured now wins
+    assert train.run_left(3.0, True, 2, {True: 4}, {False: 1.0, True: 9.0}) == 6 + 12
 
 
 def test_format_duration():
@@ -84,7 +90,8 @@ def test_train_prints_the_hint_before_training(tmp_path, capsys, monkeypatch):
         raise FirstStep
     monkeypatch.setattr(train, "train_epoch", first_step)  # stop where training would begin
     with pytest.raises(FirstStep):
-        train.main(["--preset", "paper", "--dataset", "builtin", "--chars", "12", "--batch-size", "8", "--n-negatives", "32",
+        train.main(["--preset", "paper", "--dataset", "builtin", "--chars", "12", "--batch-size", "8",
+                    "--n-negatives", "32",
                     "--epochs", "1", "--run-dir", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert "note: the paper preset is sized for a GPU" in err and "--preset cpu" in err
@@ -118,17 +125,21 @@ def test_train_with_no_flags_on_a_cpu_says_it_trains_the_cpu_preset_and_records_
     first = capsys.readouterr().err.splitlines()[0]
     assert first.startswith("preset cpu: no CUDA device") and "--preset paper" in first
     monkeypatch.undo()
-    small = ["--dataset", "builtin", "--chars", "12", "--conv-width", "4", "--batch-size", "8", "--n-negatives", "4", "--epochs", "1",
+    small = ["--dataset", "builtin", "--chars", "12", "--conv-width", "4", "--batch-size", "8", "--n-negatives", "4",
+             "--epochs", "1",
              "--warmup-epochs", "1", "--eval-every", "0", "--no-fit-prior", "--run-dir", str(tmp_path / "run")]
     train.main(small)  # no --preset: auto, the cpu preset's values under these flags
     stored = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
-    assert stored["train_config"]["preset"] == "cpu" and stored["config"]["init"] == "torch"  # the resolved name, not "auto"
+    # the resolved name, not "auto"
+    assert stored["train_config"]["preset"] == "cpu" and stored["config"]["init"] == "torch"
 
 
 def test_init_from_starts_from_a_model_file(tmp_path):
     trained = tmp_path / "m.pth"
-    train.main(FAST + ["--run-dir", str(tmp_path / "a"), "--out", str(trained), "--epochs", "3", "--warmup-epochs", "3"])
-    train.main(FAST + ["--run-dir", str(tmp_path / "b"), "--init-from", str(trained), "--epochs", "1", "--warmup-epochs", "1"])
+    train.main(FAST + ["--run-dir", str(tmp_path / "a"), "--out", str(trained), "--epochs", "3", "--warmup-epochs",
+                       "3"])
+    train.main(FAST + ["--run-dir", str(tmp_path / "b"), "--init-from", str(trained), "--epochs", "1",
+                       "--warmup-epochs", "1"])
     train.main(FAST + ["--run-dir", str(tmp_path / "c"), "--epochs", "1", "--warmup-epochs", "1"])
     first = lambda run: json.loads((tmp_path / run / "log.jsonl").read_text().splitlines()[0])["train"]["recon"]
     assert first("b") < first("c")  # it starts where the model file left off, not from scratch

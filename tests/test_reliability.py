@@ -249,7 +249,8 @@ def test_fuzz_part_reader(real_png, tmp_path):
     outcomes = {}
 
     @FUZZ
-    @given(cut=st.integers(0, 200_000), flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=8))
+    @given(cut=st.integers(0, 200_000), flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)),
+                                                       max_size=8))
     def damaged(cut, flips):
         data = bytearray(real_png[:cut] if cut < len(real_png) else real_png)
         for pos, val in flips:

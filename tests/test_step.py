@@ -110,7 +110,8 @@ def test_a_prior_learning_rate_of_its_own_moves_the_prior_alone_faster():
         before = state(model)
         opt = make_optimizer(model, 1e-3, prior_lr=prior_lr)
         TrainStep(model, opt, CPU)(x, False)
-        moved[prior_lr] = {k: (v - before[k]).abs().max().item() for k, v in state(model).items() if v.is_floating_point()}
+        moved[prior_lr] = {k: (v - before[k]).abs().max().item() for k,
+                           v in state(model).items() if v.is_floating_point()}
         assert len(opt.param_groups) == (2 if prior_lr else 1)
     for k, m in moved[1e-2].items():
         if k.startswith("prior_") and "bias" not in k:   # Adam's first step moves each weight by about its lr

@@ -60,7 +60,8 @@ def test_air_quality_station_months_and_test_year(air):
 def test_physionet_split_padding_and_labels(physio):
     tr, te = physio["train"], physio["test"]
     assert tr.x.shape[1:] == (20, 4 * 10) and len(te) == int(0.2 * (len(tr) + len(physio["valid"]) + len(te)))
-    assert te.labels["record"].max() < tr.labels["record"].min()              # the first 20% by RecordID are the test set
+    # the first 20% by RecordID are the test set
+    assert te.labels["record"].max() < tr.labels["record"].min()
     assert set(np.unique(tr.labels["icu"])) == {0, 1, 2, 3} and set(np.unique(tr.labels["death"])) == {0, 1}
     assert 40 <= tr.labels["hours"].min() and tr.labels["hours"].max() <= 49   # 48 h stays, at least 40 hourly bins
     hours = tr.x[0].reshape(80, 10)
@@ -91,7 +92,8 @@ def test_the_statistics_ignore_the_validation_and_test_splits():
     assert np.array_equal(a["train"].x, b["train"].x)
     mean, std = zscore_stats(hours[train])
     assert np.array_equal(a["mean"], mean) and np.array_equal(a["std"], std)
-    assert np.allclose(b["test"].x, to_windows((hours[test] - mean) / std, 4))  # test normalised by training's statistics
+    # test normalised by training's statistics
+    assert np.allclose(b["test"].x, to_windows((hours[test] - mean) / std, 4))
 
 
 def test_windows_are_hour_major():
@@ -188,7 +190,8 @@ def test_train_and_experiments_end_to_end(tmp_path):
             v = r["mae"]
             assert 0 < v["ci"][0] <= v["mean"] <= v["ci"][1] < 40 and v["std"] >= 0
     const = res["correct"]["etth1"]["constant"]["mae"]["mean"]
-    assert const == pytest.approx(res["published"]["etth1"]["constant"]["mae"]["mean"]) and 11 < const < 13   # the training mean, 11.85
+    # the training mean, 11.85
+    assert const == pytest.approx(res["published"]["etth1"]["constant"]["mae"]["mean"]) and 11 < const < 13
     assert "protocol: correct" in p.stdout and "protocol: published" in p.stdout
     for pr in res:                                                            # every computed row printed as computed
         block = p.stdout.split(f"protocol: {pr}")[1].split("protocol: ")[0]
@@ -201,8 +204,10 @@ def test_train_and_experiments_end_to_end(tmp_path):
 
 
 def test_experiments_refuse_an_unknown_set():
-    p = subprocess.run([sys.executable, "timeseries_experiments.py", "--dataset", "ett"], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert p.returncode == 2 and "argument --dataset: must be one of etth1, airquality, physionet, got 'ett'" in p.stderr and "Traceback" not in p.stderr
+    p = subprocess.run([sys.executable, "timeseries_experiments.py", "--dataset", "ett"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "argument --dataset: must be one of etth1, airquality, physionet, got 'ett'" in p.stderr
 
 
 def _codes(rng, n, steps=5):
@@ -235,7 +240,8 @@ def test_published_rotation_misaligns_inputs_and_labels():
     assert constant == pytest.approx(np.abs(y - splits["train"].labels["ot"].mean()).mean())
     right = score("mae", E.baseline_predictions("etth1", "linear", splits, 0)["mae"], y)
     turned = E.prepare("etth1", splits, "published", None)
-    assert np.array_equal(turned["test"].x[:, 0], splits["test"].x[:, 14]) and turned["test"].labels is splits["test"].labels
+    assert np.array_equal(turned["test"].x[:, 0],
+                          splits["test"].x[:, 14]) and turned["test"].labels is splits["test"].labels
     rotated = score("mae", E.baseline_predictions("etth1", "linear", turned, 0)["mae"], y)
     assert right < 0.1 * constant and rotated > 0.9 * constant
 
@@ -245,13 +251,15 @@ def test_majority_and_constant_rows_on_constructed_labels():
 
     def split(n, death_rate):
         x = rng.normal(size=(n, 20, 40)).astype(np.float32)
-        labels = {"death": (rng.random(n) < death_rate).astype(int), "icu": rng.choice(4, n, p=[0.1, 0.2, 0.6, 0.1]), "hours": np.full(n, 48)}
+        labels = {"death": (rng.random(n) < death_rate).astype(int), "icu": rng.choice(4, n, p=[0.1, 0.2, 0.6, 0.1]),
+                  "hours": np.full(n, 48)}
         return TimeSeriesData(x, labels, "physionet")
     splits = {"train": split(300, 0.2), "test": split(200, 0.3)}
     p = E.baseline_predictions("physionet", "constant", splits, 0)
     te = splits["test"].labels
     assert np.all(p["auprc"] == splits["train"].labels["death"].mean()) and np.all(p["icu_acc"] == 2)
-    assert score("auroc", p["auroc"], te["death"]) == 0.5 and score("auprc", p["auprc"], te["death"]) == pytest.approx(te["death"].mean())
+    assert score("auroc", p["auroc"], te["death"]) == 0.5 and score("auprc", p["auprc"],
+                                                                    te["death"]) == pytest.approx(te["death"].mean())
     assert summarise("icu_acc", [p["icu_acc"]], te["icu"])["mean"] == pytest.approx((te["icu"] == 2).mean())
     assert E.row_name("physionet", "constant") == "majority" and E.row_name("etth1", "constant") == "constant"
 
@@ -262,13 +270,15 @@ def test_published_binning_drops_the_first_minute_and_the_last_partial_hour():
     ours = physionet.parse_record(text)[2][:, physionet.FEATURES.index("GCS")]
     theirs = physionet.parse_record(text, binning="published")[2][:, physionet.FEATURES.index("GCS")]
     assert ours.tolist() == [10, 13, 15]             # [first + 60 b, first + 60 (b + 1)) up to the last measurement
-    assert theirs.tolist() == [11, 13]               # (first, first + 60], (first + 60, first + 120]: 00:10 and 02:40 dropped
+    # (first, first + 60], (first + 60, first + 120]: 00:10 and 02:40 dropped
+    assert theirs.tolist() == [11, 13]
     with pytest.raises(SPYLError, match="binning must be"):
         physionet.parse_record(text, binning="pandas")
 
 
 def test_the_mortality_read_out_step_of_each_protocol():
-    assert E.last_step([48, 45, 41], 4, "correct").tolist() == [11, 11, 10]   # the last window with the stay's own hours
+    # the last window with the stay's own hours
+    assert E.last_step([48, 45, 41], 4, "correct").tolist() == [11, 11, 10]
     assert E.last_step([48, 45, 41], 4, "published").tolist() == [11, 10, 9]  # floor: a partial last window is dropped
 
 
@@ -278,7 +288,8 @@ def test_training_validates_on_the_validation_split(tmp_path, monkeypatch):
     seen = []
     original = train.validate
     monkeypatch.setattr(train, "validate", lambda model, val_x, *a: seen.append(val_x) or original(model, val_x, *a))
-    train.main(["--dataset", "etth1", "--data-root", SHARED, "--epochs", "1", "--warmup-epochs", "1", "--run-dir", str(tmp_path / "r")])
+    train.main(["--dataset", "etth1", "--data-root", SHARED, "--epochs", "1", "--warmup-epochs", "1", "--run-dir",
+                str(tmp_path / "r")])
     splits = etth1.load(SHARED)
     assert len(seen) == 1 and np.array_equal(seen[0].numpy(), splits["valid"].x, equal_nan=True)
     months = [set(zip(splits[k].labels["year"], splits[k].labels["month"])) for k in ("train", "valid", "test")]
@@ -308,9 +319,11 @@ def test_markdown_tables_from_a_results_file(tmp_path):
     results = {"correct": {"physionet": {"spyl": {"auprc": cell, "auroc": cell, "icu_acc": cell},
                                          "majority": {"auprc": cell, "auroc": cell, "icu_acc": cell}}}}
     text = E.markdown_tables(results)
-    assert "| **spyl** | 0.500 ± 0.010<br>[0.400,0.600] |" in text and "| constant |" in text   # majority shown as the constant row
+    # majority shown as the constant row
+    assert "| **spyl** | 0.500 ± 0.010<br>[0.400,0.600] |" in text and "| constant |" in text
     assert "| SPYL (published) | 0.367 | 0.764 | 46.98 |" in text and "ETTh1" not in text
     (tmp_path / "bad.json").write_text("{}}")
-    p = subprocess.run([sys.executable, "timeseries_experiments.py", "--markdown", str(tmp_path / "bad.json")], cwd=ROOT,
+    p = subprocess.run([sys.executable, "timeseries_experiments.py", "--markdown", str(tmp_path / "bad.json")],
+                       cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "not a results file" in p.stderr and "Traceback" not in p.stderr

@@ -41,7 +41,8 @@ def test_fit_prior_stage_writes_a_model_whose_prior_alone_changed(tmp_path):
     assert (d / "fit_prior.png").stat().st_size > 1000
     fitted, joint = SPYL.load(d / "model.pth").state_dict(), load_checkpoint(d / "checkpoint.pt")["model"]
     changed = {k for k in joint if not torch.equal(joint[k], fitted[k])}
-    assert changed and all(k.startswith(PRIOR_PREFIXES) for k in changed)  # the checkpoint keeps the jointly trained prior
+    # the checkpoint keeps the jointly trained prior
+    assert changed and all(k.startswith(PRIOR_PREFIXES) for k in changed)
 
 
 def test_resume_is_exact(tmp_path):
@@ -85,7 +86,8 @@ def test_bad_input_one_line_and_nonzero_exit(tmp_path, args, match):
 
 def test_ddp_two_processes_on_cpu(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517", "train.py",
-           *FAST, "--epochs", "1", "--device", "cpu", "--run-dir", str(tmp_path / "ddp"), "--out", str(tmp_path / "m.pth")]
+           *FAST, "--epochs", "1", "--device", "cpu", "--run-dir", str(tmp_path / "ddp"), "--out",
+           str(tmp_path / "m.pth")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert p.returncode == 0, p.stderr[-2000:]
