@@ -67,6 +67,7 @@ def test_every_relative_link_leads_to_a_file():
 
 def test_no_line_of_code_is_over_120_characters():
     folders = (ROOT, os.path.join(ROOT, "datasets"), os.path.join(ROOT, "tests"), os.path.join(ROOT, "bench"))
-    long = [f"{os.path.relpath(os.path.join(d, f), ROOT)}:{i}" for d in folders for f in sorted(os.listdir(d)) if f.endswith(".py")
-            for i, line in enumerate(open(os.path.join(d, f)).read().splitlines(), 1) if len(line) > 120]
+    files = [os.path.join(d, f) for d in folders for f in sorted(os.listdir(d)) if f.endswith(".py")]
+    long = [f"{os.path.relpath(path, ROOT)}:{i}" for path in files
+            for i, line in enumerate(open(path).read().splitlines(), 1) if len(line) > 120]
     assert not long, long
