@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from datasets import sprites as S
@@ -279,6 +279,10 @@ def assert_one_line_naming(error, name):
 
 @FUZZ
 @given(shape=array_shapes, dtype=dtypes, which=st.sampled_from("XAD"), split=st.sampled_from(["train", "test"]))
+@example(shape=(2, 8, 4, 6), dtype=np.float32, which="A", split="test")     # the right shape, labels all zero
+@example(shape=(2, 8, 9), dtype=np.uint8, which="D", split="train")
+@example(shape=(2, 8, 64, 64, 3), dtype=np.complex64, which="X", split="train")
+@example(shape=(2, 8, 64, 64, 3), dtype=np.float64, which="X", split="test")  # black frames: a valid file
 def test_fuzz_legacy_loader_shapes_and_types(tmp_path_factory, shape, dtype, which, split):
     folder = tmp_path_factory.mktemp("legacy")
     from test_data import write_legacy
