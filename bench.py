@@ -286,8 +286,7 @@ def main(argv=None):
     for preset in args.presets.split(","):
         for row in asked:
             cmd = [sys.executable, __file__, "--one", preset, row, "--steps", str(args.steps), "--warmup-steps",
-                   str(args.warmup_steps),
-                   "--device", args.device, *(["--profile"] if args.profile else []),
+                   str(args.warmup_steps), "--device", args.device, *(["--profile"] if args.profile else []),
                    *(["--data-dir", args.data_dir] if args.data_dir else [])]
             res = subprocess.run(cmd, capture_output=True, text=True)
             if res.returncode:
@@ -297,8 +296,7 @@ def main(argv=None):
             print(f"  {preset:<6} {row:<15} warm-up {rows[-1]['warm-up']['seq_per_s']:8.1f} seq/s   contrastive "
                   f"{rows[-1]['contrastive']['seq_per_s']:8.1f} seq/s   peak {rows[-1]['peak_mib']:7.0f} MiB",
                   file=sys.stderr)
-    report = {"device": str(device),
-              "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
+    report = {"device": str(device), "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
                               else platform.processor() or platform.machine()),
               "threads": torch.get_num_threads(), "torch": torch.__version__,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

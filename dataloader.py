@@ -15,8 +15,7 @@ import numpy as np
 
 from datasets import airquality, builtin, etth1, fsdd, physionet, sprites
 from datasets.characters import (ACTION_NAMES, ATTRIBUTES, FRAMES, LABEL_NAMES, N_CHARACTERS, N_CLASSES, SIZE,
-                                 SequenceData,
-                                 character_index, character_labels, compose, drop_mapped_pages)
+                                 SequenceData, character_index, character_labels, compose, drop_mapped_pages)
 from datasets.builtin import load_builtin
 from datasets.sprites import load_parts, load_sprites
 from utils import SPYLError
@@ -24,8 +23,7 @@ from utils import SPYLError
 __all__ = ["ACTION_NAMES", "ATTRIBUTES", "AUDIO", "DATASETS", "FRAMES", "HAS_VALIDATION", "LABEL_NAMES",
            "N_CHARACTERS", "N_CLASSES", "SIZE",
            "TIMESERIES", "SequenceData", "batch_indices", "character_index", "character_labels", "compose",
-           "data_shape",
-           "drop_mapped_pages", "hold_out", "load_builtin", "load_dataset", "load_parts", "load_splits",
+           "data_shape", "drop_mapped_pages", "hold_out", "load_builtin", "load_dataset", "load_parts", "load_splits",
            "load_sprites", "prefetch"]
 
 TIMESERIES = {m.NAME: m for m in (etth1, airquality, physionet)}

@@ -258,8 +258,7 @@ def evaluate(model, judges, data, device, repeats=5, seed=0, oracle=None, progre
     seed_everything(seed)
     passes = 1 if model is None else repeats
     bar = tqdm(total=passes * len(data), desc=f"swaps ({repeats} repeat{'s' * (repeats > 1)})", unit="seq",
-               disable=not progress,
-               leave=False, file=sys.stderr, dynamic_ncols=True)
+               disable=not progress, leave=False, file=sys.stderr, dynamic_ncols=True)
     stages = stages or Stages()
     stages.bar = None if bar.disable else bar
     try:

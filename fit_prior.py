@@ -13,8 +13,7 @@ from dataloader import load_dataset
 from model import SPYL
 from prior_fitting import INPUTS, fit_to_training_set, plot_fits
 from utils import (ArgumentParser, ListOf, SPYLError, atomic_write, between, load_checkpoint, one_of, pick_device,
-                   run_main,
-                   seed_everything)
+                   run_main, seed_everything)
 
 
 def main(argv=None):

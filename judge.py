@@ -59,8 +59,7 @@ def main(argv=None):
             judge, report = train_judge(JudgeConfig(dataset=train.name, arch=arch, seed=seed), train, test, device,
                                         a.epochs, a.batch_size, a.lr)
             report = {"dataset": train.name, "arch": arch, "seed": seed, "epochs": a.epochs,
-                      "test_sequences": len(test),
-                      "train_seconds": round(time.time() - t0), **report}
+                      "test_sequences": len(test), "train_seconds": round(time.time() - t0), **report}
         judge.save(out, report)
         atomic_write(os.path.splitext(out)[0] + ".json", lambda f: json.dump(report, f, indent=1), mode="w")
         failed = gate_failures(report)

@@ -253,8 +253,7 @@ def train_judge(cfg, train, test, device, epochs, batch_size, lr, max_noise=2 * 
         t0 = time.time()
         batches = batch_indices(len(train), batch_size, cfg.seed, epoch)
         bar = tqdm(prefetch(train, batches, device), total=len(batches),
-                   desc=f"judge {name} epoch {epoch + 1}/{epochs}",
-                   leave=False, file=sys.stderr)
+                   desc=f"judge {name} epoch {epoch + 1}/{epochs}", leave=False, file=sys.stderr)
         for step, (x, idx) in enumerate(zip(bar, batches)):
             y = torch.from_numpy(train.labels[idx]).to(device)
             # half the sequences clean, half with noise of random std: robust to noise, yet the

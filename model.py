@@ -94,7 +94,7 @@ class SPYLConfig:
 _SIZE, _WEIGHT = between(1, 65536), between(0.0, 1e6, float)
 CONFIG_RULES = {
     "frames": between(1, 4096), "channels": between(1, 64), "image_size": between(8, 1024),
-                "frame_net": one_of("conv", "mlp"),
+    "frame_net": one_of("conv", "mlp"),
     "x_dim": between(0, 1 << 20), "conv_width": _SIZE, "s_dim": _SIZE, "d_dim": _SIZE, "g_dim": _SIZE, "hidden": _SIZE,
     **{w: _WEIGHT for w in ("w_recon", "w_kl_s", "w_kl_d", "w_mi", "w_con_s", "w_con_d")},
     "tau": between(1e-4, 100.0, float), "n_negatives": between(1, 1 << 20), "bank_factor": between(1, 1024),

@@ -75,8 +75,7 @@ TRAIN_RULES = {
 # `timeseries_experiments.py --train` chose for SPYL on the validation split (0.01, 0.1 or 1;
 # weights/runs/timeseries/selection-*.json).
 SERIES = {"frame_net": "mlp", "s_dim": 8, "d_dim": 8, "g_dim": 32, "hidden": 64, "lr": 1e-3, "eval_every": 0,
-          "log_every": 1,
-          "w_kl_s": 0.1, "w_kl_d": 0.1}
+          "log_every": 1, "w_kl_s": 0.1, "w_kl_d": 0.1}
 # Speech (FSDD): segments of log-mel frames (the TIMIT protocol's 200 ms, or 640 ms: a whole
 # word), the MLP pair per frame. The time-series widths keep the shipped models at 0.6 MB each
 # (the repository travels to GPU machines whole); a wider s (64) is what pays most within them.
@@ -105,8 +104,8 @@ PRESETS = {
              "batch_size": 16, "n_negatives": 16, "epochs": 2, "warmup_epochs": 1, "val_size": 32, "log_every": 5},
     "etth1": for_data_set("etth1", batch_size=7, n_negatives=16, epochs=300, warmup_epochs=50),
     "airquality": for_data_set("airquality", batch_size=32, n_negatives=64, epochs=200, warmup_epochs=30),
-    "physionet": for_data_set("physionet", batch_size=32, n_negatives=64, epochs=100, warmup_epochs=20, w_kl_s=1.0,
-                              w_kl_d=1.0),
+    "physionet": for_data_set("physionet", batch_size=32, n_negatives=64, epochs=100, warmup_epochs=20,
+                              w_kl_s=1.0, w_kl_d=1.0),
     "fsdd": for_data_set("fsdd", **SPEECH),
     "fsdd_200ms": for_data_set("fsdd_200ms", **SPEECH),
 }

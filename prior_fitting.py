@@ -69,8 +69,7 @@ def validation_kl(model, d_mean, d_logvar, eps, batch_size=1024):
 
 
 def fit_prior(model, fit_post, val_post, steps=4000, lr=1e-3, batch_size=128, inputs="sample", eval_every=100,
-              patience=5,
-              seed=0, progress=True):
+              patience=5, seed=0, progress=True):
     """Fit the prior's parameters of `model` (in place) to posteriors (d_mean, d_logvar) of the
     fitting set, keeping the parameters of the best validation KL. Returns the log: a list of
     {"step", "train_kl", "val_kl"}, the first row before any step."""

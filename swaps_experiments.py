@@ -237,8 +237,7 @@ def main(argv=None):
     report = {"weights": a.label or a.weights, "weights_sha256": None if a.real else sha256_file(a.weights),
               "judges": {os.path.basename(p): sha256_file(p) for p in paths}, "oracle": oracle is not None,
               "data": data_name, f"{a.split}_sequences": len(test), "seed": a.seed, "repeats": a.repeats,
-              "precision": precision,
-              "seconds": round(seconds, 1),
+              "precision": precision, "seconds": round(seconds, 1),
               "stage_seconds": {k: round(v, 1) for k, v in stages.seconds.items()}, "results": results}
     atomic_write(out_json, lambda f: json.dump(report, f, indent=1), mode="w")
     if a.real or a.split == "train":

@@ -98,8 +98,7 @@ def code_predictions(name, model, splits, protocol, device, runs=RUNS):
                                                 batch_size=10 if key == "month" else 30)}
         if name == "physionet":
             p = [published.classify_sequence(ctr, last_step(tr.labels["hours"], window, protocol), tr.labels["death"],
-                                             cte,
-                                             last_step(te.labels["hours"], window, protocol),
+                                             cte, last_step(te.labels["hours"], window, protocol),
                                              seed=r) for r in range(runs)]
             out = {"auprc": p, "auroc": p, **out}
         return out
@@ -111,8 +110,7 @@ def code_predictions(name, model, splits, protocol, device, runs=RUNS):
                                    seed=r)[1].argmax(1) for r in range(runs)]}
     if name == "physionet":
         p = [classify_sequence(s_tr, d_tr, last_step(tr.labels["hours"], window, protocol), tr.labels["death"], s_te,
-                               d_te,
-                               last_step(te.labels["hours"], window, protocol), seed=r) for r in range(runs)]
+                               d_te, last_step(te.labels["hours"], window, protocol), seed=r) for r in range(runs)]
         out = {"auprc": p, "auroc": p, **out}
     return out
 
@@ -247,9 +245,7 @@ def markdown_tables(results):
             found = _found(sets, label, cols)
             if any(found):
                 name = f"**{label}**" if label == "spyl" else label
-                lines.append(f"| {name} | " + " | ".join(_cell(fig,
-                                                               r[fig]).replace("±",
-                                                                               " ± ").replace(" [",
+                lines.append(f"| {name} | " + " | ".join(_cell(fig, r[fig]).replace("±", " ± ").replace(" [",
                                                                                               "<br>[") if r else "-"
                                                      for r, (_, fig, _) in zip(found, cols)) + " |")
         for pub, values in PUBLISHED.items():

@@ -29,8 +29,7 @@ from prior_fitting import fit_to_training_set, plot_fits
 from step import TrainStep, make_optimizer
 from utils import (ArgumentParser, SPYLError, atomic_torch_save, autocast, atomic_write, check_writable, figure,
                    load_checkpoint, peak_memory_mib, pick_device, resolve_precision, remove_stale_temporaries,
-                   rng_state, run_main, save_figure,
-                   save_png, seed_everything, sequence_grid, set_rng_state)
+                   rng_state, run_main, save_figure, save_png, seed_everything, sequence_grid, set_rng_state)
 
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -39,8 +38,7 @@ ARCHITECTURE_FIELDS = ("frames", "channels", "image_size", "frame_net", "x_dim",
                        "g_dim", "hidden")
 # Fields a resumed run may change; anything else must match the checkpoint.
 RESUMABLE = {"epochs", "device", "out", "save_every", "eval_every", "judge", "log_every", "resume", "sheets",
-             "data_dir", "data_root",
-             "cuda_graph", "fused_prior", "fit_prior"}
+             "data_dir", "data_root", "cuda_graph", "fused_prior", "fit_prior"}
 
 
 def parse_args(argv=None):
@@ -484,8 +482,7 @@ def main(argv=None):
             first = start_step if epoch == start_epoch else 0
             sums = ckpt["sums"] if (ckpt is not None and epoch == start_epoch and first) else None
             bar = tqdm(total=len(batches), initial=first, desc=f"epoch {epoch + 1}/{tcfg.epochs}",
-                       disable=not main_process,
-                       leave=False, dynamic_ncols=True, file=sys.stderr, unit="step")
+                       disable=not main_process, leave=False, dynamic_ncols=True, file=sys.stderr, unit="step")
             model.train()
             t0 = time.time()
             sums, stopped_at = train_epoch(step, prefetch(train, batches[first:], device), first, len(batches), sums,

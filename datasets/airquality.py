@@ -21,24 +21,22 @@ NAME = "airquality"
 FOLDER = "beijing-air"
 URL = "https://archive.ics.uci.edu/static/public/501/beijing+multi+site+air+quality+data.zip"
 STATIONS = ("Aotizhongxin", "Changping", "Dingling", "Dongsi", "Guanyuan", "Gucheng", "Huairou", "Nongzhanguan",
-            "Shunyi",
-            "Tiantan", "Wanliu", "Wanshouxigong")
+            "Shunyi", "Tiantan", "Wanliu", "Wanshouxigong")
 SHA256 = dict(zip(STATIONS, (
     "a94fbcfc71708b6ffdc033360163d91efb7f675e496f6b5860929aa96b96351b",
-                             "a2e21402a6d95fb7043f87959e6e3dcbecb957aac356a6f8028a85b047c772e7",
+    "a2e21402a6d95fb7043f87959e6e3dcbecb957aac356a6f8028a85b047c772e7",
     "3d8dff81f18a80d9f455876a785642bffe1e9b9924ec1e6b7ce8cca790432eeb",
-                             "9c0020214425e5ee2a64d42f97a1f632e1d8f6b53ad50edd85a686cc7999f27e",
+    "9c0020214425e5ee2a64d42f97a1f632e1d8f6b53ad50edd85a686cc7999f27e",
     "59390fee3b032597b387491f5230e7edb90a8558e30217ebd6d9befbe669fbf9",
-                             "10ae48801ea55869fee56a48b885fb1127859c130551888d71673f34216ba951",
+    "10ae48801ea55869fee56a48b885fb1127859c130551888d71673f34216ba951",
     "812dcbe848b3ba2c2d25731064797bff803c46eb0c602156a1fa044df136dc26",
-                             "572cf87b65ef543cd55d3a711b28474def224a46b0ec3fc8add8aaf13b67a487",
+    "572cf87b65ef543cd55d3a711b28474def224a46b0ec3fc8add8aaf13b67a487",
     "520b59e4ead3b0cfe7f1ed673e30275de8441e999db6f413d5172d2277b8c15a",
-                             "0743e34799cf1ee36195b73321b91baa5625276532e7263c588f68cdef3b4daa",
+    "0743e34799cf1ee36195b73321b91baa5625276532e7263c588f68cdef3b4daa",
     "0b1a6d754a07f0def2f55434ddfa3870dcd0063b7f766a6f66b6c11bb05a377a",
-                             "ab1d6a356d6997a45f6d657ad47de1e05a4a08d4a7015b38a329a90665ab74d0")))
+    "ab1d6a356d6997a45f6d657ad47de1e05a4a08d4a7015b38a329a90665ab74d0")))
 COLUMNS = ("No", "year", "month", "day", "hour", "PM2.5", "PM10", "SO2", "NO2", "CO", "O3", "TEMP", "PRES", "DEWP",
-           "RAIN", "wd",
-           "WSPM", "station")
+           "RAIN", "wd", "WSPM", "station")
 FEATURES = ("PM2.5", "PM10", "SO2", "NO2", "CO", "O3", "TEMP", "PRES", "DEWP", "WSPM")
 HOURS, WINDOW = 672, 24
 STEPS, STEP_DIM = HOURS // WINDOW, WINDOW * len(FEATURES)

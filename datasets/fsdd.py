@@ -59,8 +59,7 @@ def log_mel(x):
     import librosa
     x = np.concatenate([x, np.zeros(-len(x) % HOP + N_FFT - HOP, np.float32)])
     mel = librosa.feature.melspectrogram(y=x, sr=RATE, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS, fmin=0,
-                                         fmax=RATE / 2,
-                                         center=False, power=2.0)
+                                         fmax=RATE / 2, center=False, power=2.0)
     return np.log(np.maximum(mel, FLOOR)).T.astype(np.float32)
 
 

@@ -170,8 +170,7 @@ def test_train_and_experiments_end_to_end(tmp_path):
     weights.mkdir()
     model = tmp_path / "fsdd_200ms.pth"
     train.main(["--dataset", "fsdd_200ms", "--data-root", SHARED, "--epochs", "1", "--warmup-epochs", "1", "--hidden",
-                "32", "--g-dim", "16",
-                "--run-dir", str(tmp_path / "run"), "--out", str(model)])
+                "32", "--g-dim", "16", "--run-dir", str(tmp_path / "run"), "--out", str(model)])
     for row in ("spyl", "dsvae"):
         for seed in (0, 1, 2):
             shutil.copy(model, weights / f"fsdd_200ms-{row}-{seed}.pth")
@@ -220,8 +219,7 @@ def test_missing_weights_get_one_line(tmp_path):
     (tmp_path / "fsdd_200ms-spyl-0.pth").write_bytes(b"")
     (tmp_path / "fsdd_200ms-dsvae-0.pth").write_bytes(b"")
     p = subprocess.run([sys.executable, "audio_experiments.py", "--data-root", SHARED, "--weights-dir", str(tmp_path),
-                        "--units", "fsdd_200ms,fsdd"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+                        "--units", "fsdd_200ms,fsdd"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert p.returncode == 2 and "fsdd-spyl-0.pth" in p.stderr
     assert "--train --units fsdd_200ms,fsdd`" in p.stderr and "Traceback" not in p.stderr
 

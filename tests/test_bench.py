@@ -44,7 +44,6 @@ def test_bench_refuses_an_unknown_row_and_the_graph_row_off_cuda_in_one_line():
     assert res.returncode == 2 and res.stderr.strip().count("\n") == 0
     assert "unknown row or preset ['fp16']" in res.stderr and "+compile" in res.stderr
     res = subprocess.run([sys.executable, "bench.py", "--presets", "tiny", "--rows", "plain,+graph", "--device",
-                          "cpu"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+                          "cpu"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "row +graph needs a CUDA device" in res.stderr
     assert res.stderr.strip().count("\n") == 0

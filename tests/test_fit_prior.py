@@ -30,8 +30,7 @@ def test_fitting_lowers_the_validation_kl_and_touches_only_the_prior(builtin_sma
     model, fit_post, val_post = posteriors(builtin_small)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     log = prior_fitting.fit_prior(model, fit_post, val_post, steps=150, lr=3e-3, batch_size=32, inputs=inputs,
-                                  eval_every=25,
-                              patience=100, progress=False)
+                                  eval_every=25, patience=100, progress=False)
     assert [r["step"] for r in log] == [0, 25, 50, 75, 100, 125, 150]
     best = min(r["val_kl"] for r in log)
     assert best < 0.7 * log[0]["val_kl"]
@@ -67,8 +66,7 @@ def test_script_writes_the_model_and_its_log(tmp_path, builtin_small):
     SPYL(tiny_config()).save(tmp_path / "m.pth", data="builtin")
     out = tmp_path / "fitted" / "m.pth"
     fit_prior.main(["--weights", str(tmp_path / "m.pth"), "--out", str(out), "--chars", "24", "--steps", "60",
-                    "--eval-every", "20",
-                    "--batch-size", "32", "--lr", "3e-3", "--inputs", "sample,mean"])
+                    "--eval-every", "20", "--batch-size", "32", "--lr", "3e-3", "--inputs", "sample,mean"])
     fitted, original = SPYL.load(out), SPYL.load(tmp_path / "m.pth")
     report = json.loads((tmp_path / "fitted" / "m.json").read_text())
     assert [(f["lr"], f["inputs"]) for f in report["fits"]] == [(3e-3, "sample"), (3e-3, "mean")]

@@ -135,9 +135,9 @@ def test_help_shows_each_range_next_to_its_default(capsys):
 OTHER_FLAGS = [
     (swaps_experiments.main, "--repeats"), (swaps_experiments.main, "--seed"), (swaps_experiments.main, "--chars"),
     (judge.main, "--epochs"), (judge.main, "--batch-size"), (judge.main, "--lr"), (judge.main, "--chars"),
-               (judge.main, "--dataset"),
-    (fit_prior.main, "--steps"), (fit_prior.main, "--lr"), (fit_prior.main, "--batch-size"), (fit_prior.main,
-                                                                                              "--inputs"),
+    (judge.main, "--dataset"),
+    (fit_prior.main, "--steps"), (fit_prior.main, "--lr"), (fit_prior.main, "--batch-size"),
+    (fit_prior.main, "--inputs"),
     (fit_prior.main, "--eval-every"), (fit_prior.main, "--patience"), (fit_prior.main, "--seed"),
     (bench.main, "--steps"), (timeseries_experiments.main, "--dataset"),
 ]

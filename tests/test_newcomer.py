@@ -91,8 +91,7 @@ def test_train_prints_the_hint_before_training(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(train, "train_epoch", first_step)  # stop where training would begin
     with pytest.raises(FirstStep):
         train.main(["--preset", "paper", "--dataset", "builtin", "--chars", "12", "--batch-size", "8",
-                    "--n-negatives", "32",
-                    "--epochs", "1", "--run-dir", str(tmp_path / "r")])
+                    "--n-negatives", "32", "--epochs", "1", "--run-dir", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert "note: the paper preset is sized for a GPU" in err and "--preset cpu" in err
 

@@ -215,8 +215,7 @@ def test_scoring_another_model_writes_beside_it_and_leaves_the_shipped_figures_a
                if os.path.isfile(os.path.join(ROOT, "fig", f))}
     SPYL(tiny_config(conv_width=8)).save(tmp_path / "other.pth", data="builtin")
     cmd = [sys.executable, "swaps_experiments.py", "--weights", str(tmp_path / "other.pth"), "--repeats", "1",
-           "--chars", "12",
-           "--pairs", "0:9", "--label", "my tiny model"]
+           "--chars", "12", "--pairs", "0:9", "--label", "my tiny model"]
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
     assert sorted(os.listdir(tmp_path / "other_eval")) == ["static_kept.png", "swap.gif", "swap.png", "swaps.json"]

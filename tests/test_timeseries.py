@@ -324,6 +324,5 @@ def test_markdown_tables_from_a_results_file(tmp_path):
     assert "| SPYL (published) | 0.367 | 0.764 | 46.98 |" in text and "ETTh1" not in text
     (tmp_path / "bad.json").write_text("{}}")
     p = subprocess.run([sys.executable, "timeseries_experiments.py", "--markdown", str(tmp_path / "bad.json")],
-                       cwd=ROOT,
-                       capture_output=True, text=True, timeout=120)
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "not a results file" in p.stderr and "Traceback" not in p.stderr
