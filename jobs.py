@@ -25,9 +25,9 @@ def train_model(dataset, out, run_dir, data_root="", dsvae=False, seed=None, fla
     args += ["--data-root", data_root] if data_root else []
     args += ["--dsvae"] if dsvae else []
     args += ["--seed", str(seed)] if seed is not None else []
+    args += ["--threads", str(threads)] if threads else []
     print(f"training: python train.py {' '.join(args)}", file=log or sys.stderr, flush=True)
-    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {})}
-    done = subprocess.run([sys.executable, TRAIN_SCRIPT, *args], env=env, stdout=log, stderr=log)
+    done = subprocess.run([sys.executable, TRAIN_SCRIPT, *args], stdout=log, stderr=log)
     if done.returncode != 0:
         where = f"; its output is in {log.name}" if log is not None else ""
         raise SPYLError(f"training job `python train.py {' '.join(args)}` failed (exit status "

@@ -31,6 +31,7 @@ class TrainConfig:
     warmup_epochs: int = 50      # epochs before the contrastive terms switch on
     seed: int = 0
     device: str = "auto"         # auto, cpu, cuda, cuda:N, mps
+    threads: int = 0             # torch's CPU threads (0: its own choice); 1 gives the same floats on any machine
     # auto (bf16 autocast on CUDA and on CPUs with bf16 units: AMX or AVX512-BF16), bf16, fp32
     precision: str = "auto"
     channels_last: bool = True   # channels-last convolutions
@@ -63,8 +64,8 @@ _COUNT = between(1, 10**6)
 TRAIN_RULES = {
     "dataset": one_of(*DATASETS), "chars": between(0, N_CHARACTERS), "epochs": _COUNT, "batch_size": _COUNT,
     "lr": between(1e-8, 1.0, float), "prior_lr": between(0.0, 1.0, float), "warmup_epochs": between(0, 10**6),
-    "seed": between(0, 2**32 - 1), "precision": one_of("auto", "bf16", "fp32"), "save_every": _COUNT,
-    "val_size": _COUNT, "eval_every": between(0, 10**6), "log_every": _COUNT,
+    "seed": between(0, 2**32 - 1), "threads": between(0, 1024), "precision": one_of("auto", "bf16", "fp32"),
+    "save_every": _COUNT, "val_size": _COUNT, "eval_every": between(0, 10**6), "log_every": _COUNT,
 }
 
 # Time series: the sizes of the published protocol's models (s and d of 8, hidden 64), the MLP

@@ -37,7 +37,7 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 ARCHITECTURE_FIELDS = ("frames", "channels", "image_size", "frame_net", "x_dim", "conv_width", "s_dim", "d_dim",
                        "g_dim", "hidden")
 # Fields a resumed run may change; anything else must match the checkpoint.
-RESUMABLE = {"epochs", "device", "out", "save_every", "eval_every", "judge", "log_every", "resume", "sheets",
+RESUMABLE = {"epochs", "device", "threads", "out", "save_every", "eval_every", "judge", "log_every", "resume", "sheets",
              "data_dir", "data_root", "cuda_graph", "fused_prior", "fit_prior"}
 
 
@@ -436,6 +436,8 @@ def main(argv=None):
     mcfg, tcfg, given, why = parse_args(argv)
     mcfg, tcfg, ckpt = resume_checkpoint(mcfg, tcfg, given)
     ckpt_path = os.path.join(tcfg.run_dir, "checkpoint.pt")
+    if tcfg.threads:
+        torch.set_num_threads(tcfg.threads)
     device, rank, world = init_processes(tcfg)
     distributed, main_process = world > 1, rank == 0
     if main_process:

@@ -95,3 +95,16 @@ def test_ddp_two_processes_on_cpu(tmp_path):
     log = [json.loads(x) for x in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
     assert len(log) == 1 and log[0]["train"]["loss"] > 0
     assert SPYL.load(tmp_path / "m.pth").config.conv_width == 8
+
+
+def test_threads_sets_torchs_cpu_threads_and_may_change_on_resume(tmp_path):
+    before = torch.get_num_threads()
+    try:
+        train.main(FAST + ["--run-dir", str(tmp_path / "r"), "--epochs", "1", "--threads", "1"])
+        assert torch.get_num_threads() == 1
+        stored = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)["train_config"]
+        assert stored["threads"] == 1
+        train.main(FAST + ["--run-dir", str(tmp_path / "r"), "--epochs", "2", "--resume", "--threads", "2"])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
