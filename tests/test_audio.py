@@ -278,7 +278,7 @@ def test_an_interrupted_training_job_resumes_from_its_checkpoint(tmp_path):
 
 
 @needs_data
-def test_a_training_job_gives_the_same_floats_fresh_or_after_another_job(tmp_path):
+def test_a_training_job_gives_the_same_floats_each_time(tmp_path):
     import torch
     import audio_experiments as ae
     from model import SPYL
@@ -291,12 +291,12 @@ def test_a_training_job_gives_the_same_floats_fresh_or_after_another_job(tmp_pat
 
     threads = torch.get_num_threads()
     try:
-        # one process, as a pool worker runs them
-        first, other, again = job("first", 0), job("other", 1), job("again", 0)
+        # each job is a process of its own on one thread (jobs.py); another seed gives other floats
+        # (test_reliability), so two jobs of one seed are the check
+        first, again = job("first", 0), job("again", 0)
     finally:
         torch.set_num_threads(threads)
-    assert all(torch.equal(first[k], again[k]) for k in first)                    # seed 0 after seed 1: the same floats
-    assert any(not torch.equal(first[k], other[k]) for k in first)                # and the seed matters
+    assert all(torch.equal(first[k], again[k]) for k in first)                    # the same floats, job after job
 
 
 def test_train_flags_reach_every_training_job(tmp_path, monkeypatch):

@@ -86,7 +86,7 @@ def reference(tmp_path_factory):
 def test_kill_at_random_points_then_resume_is_bit_identical(tmp_path, reference):
     rng = random.Random(7)
     resumed = 0
-    for point in range(3):
+    for point in range(2):
         d = tmp_path / f"kill{point}"
         p = subprocess.Popen(train_cmd(d), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # wait for the first checkpoint (after epoch 1), then kill at a random moment of epoch 2,
@@ -104,7 +104,7 @@ def test_kill_at_random_points_then_resume_is_bit_identical(tmp_path, reference)
         resumed += 1
         assert_same_run(final_state(d), reference)
         assert not [f for f in os.listdir(d) if f.startswith(".tmp-")]
-    assert resumed == 3
+    assert resumed == 2
 
 
 def test_kill_during_a_checkpoint_write(tmp_path, reference):
