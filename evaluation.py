@@ -66,8 +66,8 @@ class Stages:
         """Stage times as text, largest first, with their share of the total."""
         total = sum(self.seconds.values()) or 1.0
         rows = sorted(self.seconds.items(), key=lambda kv: -kv[1])
-        return "\n".join(f"  {k:<24}{v:8.1f} s {100 * v / total:5.1f}%" for k,
-                         v in rows) + f"\n  {'total':<24}{total:8.1f} s"
+        lines = [f"  {k:<24}{v:8.1f} s {100 * v / total:5.1f}%" for k, v in rows]
+        return "\n".join(lines) + f"\n  {'total':<24}{total:8.1f} s"
 
 
 def evaluation_layout(model, device=None, amp_dtype=None):
@@ -92,8 +92,8 @@ def draw_codes(model, n, T, repeats, batch_size=BATCH):
     them, so a seed gives the same samples however the scoring loop is ordered."""
     draws = []
     for _ in range(repeats):
-        s, d = zip(*[(model.sample_static(len(idx)),
-                      model.sample_dynamics_means(len(idx), T)) for idx in batches_of(n, batch_size)])
+        s, d = zip(*[(model.sample_static(len(idx)), model.sample_dynamics_means(len(idx), T))
+                     for idx in batches_of(n, batch_size)])
         draws.append((torch.cat(s), torch.cat(d)))
     return draws
 

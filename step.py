@@ -20,7 +20,7 @@ train.py ran before this file existed (tests/test_step.py checks both claims tha
 """
 import torch
 
-from utils import SPYLError
+from utils import SPYLError, autocast
 
 # Eager steps of a phase before it is captured, run on a side stream as capture requires: they
 # let cuDNN and cuBLAS pick their algorithms and allocate their workspaces first. They are
@@ -79,8 +79,7 @@ class TrainStep:
     def _eager(self, x, contrastive):
         # The autocast weight cache is off under capture only: eagerly it saves casting a
         # weight again each time the step reuses it.
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None,
-                            cache_enabled=not self.cuda_graph):
+        with autocast(self.device, self.amp_dtype, cache_enabled=not self.cuda_graph):
             terms = self.forward(x, contrastive=contrastive)
         self.names[contrastive] = list(terms)
         self.optimizer.zero_grad(set_to_none=not self.cuda_graph)

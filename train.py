@@ -352,14 +352,18 @@ def init_processes(tcfg):
     return device, rank, world
 
 
+def held_out_split(dataset):
+    """The split the validation loss reads. Time series and speech validate on their validation
+    split, so that whatever is chosen by watching these curves is not chosen on test. Sprites'
+    protocol has no validation split: its loss is watched on test sequences, and nothing is
+    chosen by it."""
+    return "valid" if dataset in HAS_VALIDATION else "test"
+
+
 def load_data(tcfg, device):
-    """(training set, held-out set, the held-out sequences the validation loss reads, on device).
-    Time series and speech validate on their validation split, so that whatever is chosen by
-    watching these curves is not chosen on test. Sprites' protocol has no validation split: its
-    loss is watched on test sequences, and nothing is chosen by it."""
-    held_name = "valid" if tcfg.dataset in HAS_VALIDATION else "test"
+    """(training set, held-out set, the held-out sequences the validation loss reads, on device)."""
     train, held = load_dataset(tcfg.dataset, tcfg.data_dir, tcfg.sheets or None, tcfg.chars or None,
-                               tcfg.data_root or None, held_name)
+                               tcfg.data_root or None, held_out_split(tcfg.dataset))
     if tcfg.batch_size > len(train):
         raise SPYLError(f"batch size {tcfg.batch_size} is larger than the training set ({len(train)} sequences); "
                         "lower --batch-size")
@@ -402,9 +406,8 @@ def announce(model, mcfg, tcfg, train, val_x, device, world, amp_dtype):
     remove_stale_temporaries(tcfg.run_dir)
     n_params = sum(p.numel() for p in model.parameters())
     check_writable(tcfg.run_dir, need_bytes=3 * 4 * n_params + CHECKPOINT_SLACK)
-    held_name = "valid" if tcfg.dataset in HAS_VALIDATION else "test"
     print(f"SPYL{' (DSVAE baseline)' if mcfg.dsvae else ''}: {n_params / 1e6:.2f}M parameters | data {train.name}: "
-          f"{len(train)} train / {len(val_x)} {held_name} for the validation loss | "
+          f"{len(train)} train / {len(val_x)} {held_out_split(tcfg.dataset)} for the validation loss | "
           f"{device}{f' x{world}' if world > 1 else ''} | {'bf16 autocast' if amp_dtype else 'fp32'} | run folder "
           f"{tcfg.run_dir}", file=sys.stderr)
     hint = cpu_hint(tcfg.preset, device, tcfg, len(train))

@@ -278,10 +278,11 @@ def cpu_has_bf16_units():
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
-def autocast(device, amp_dtype):
+def autocast(device, amp_dtype, **kw):
     """torch.autocast to amp_dtype on device's type (a torch.device or its name); a no-op
-    context when amp_dtype is None."""
-    return torch.autocast(torch.device(device).type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
+    context when amp_dtype is None. kw go to torch.autocast (cache_enabled)."""
+    return torch.autocast(torch.device(device).type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None,
+                          **kw)
 
 
 def peak_memory_mib(device):
