@@ -289,14 +289,14 @@ def swap_demo(model, splits, fig_dir, pair=((0, 3), (3, 7))):
 
 
 def _train_one(job, quiet=False):
-    """One model of a --train or --search job list, (unit, model path, run dir, data root, dsvae,
+    """One model of a --train or --search job list, (unit, model path, run dir, data root, method,
     seed, train.py flags), a process of its own on one thread: the same floats on any machine,
     and N models on N cores at once. quiet: its progress bars and messages go to RUN_DIR.log, as
     where it runs beside others. Written in half precision."""
-    unit, path, run_dir, data_root, dsvae, seed, flags = job
+    unit, path, run_dir, data_root, method, seed, flags = job
     os.makedirs(os.path.dirname(run_dir) or ".", exist_ok=True)
     with open(run_dir + ".log", "w") if quiet else contextlib.nullcontext() as log:
-        train_model(unit, path, run_dir, data_root, dsvae=dsvae, seed=seed, flags=flags, resume=True, threads=1,
+        train_model(unit, path, run_dir, data_root, method=method, seed=seed, flags=flags, resume=True, threads=1,
                     log=log)
     SPYL.load(path).save(path, data=unit, half=True)
     return path
@@ -331,7 +331,7 @@ def retrain(data_root, weights_dir, runs_dir, workers, rows=None, flags=()):
         for row, unit in (rows or rows_of(UNITS)).items():
             path = weights_path(weights_dir, row, seed)
             jobs.append((unit, path, os.path.join(runs_dir, os.path.basename(path)[:-4]), data_root,
-                         row.startswith("dsvae"), seed, list(flags)))
+                         row.split("_")[0], seed, list(flags)))
     train_all(jobs, workers)
 
 
@@ -343,7 +343,7 @@ def search(data_root, runs_dir, workers, out_json, weights_dir):
     # '15 epochs, d of 2' -> 15_epochs_d_of_2
     slug = lambda name: "".join(c if c.isalnum() or c == "." else "_" for c in name.replace(", ", "-"))
     paths = {name: os.path.join(runs_dir, "search", slug(name) + ".pth") for name in SEARCH}
-    train_all([(unit, paths[name], paths[name][:-4], data_root, False, 0, flags) for name,
+    train_all([(unit, paths[name], paths[name][:-4], data_root, "spyl", 0, flags) for name,
                (unit, flags) in SEARCH.items()], workers)
     candidates = dict(SEARCH)
     for row in ("spyl", "dsvae"):

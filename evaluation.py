@@ -92,7 +92,7 @@ def draw_codes(model, n, T, repeats, batch_size=BATCH):
     them, so a seed gives the same samples however the scoring loop is ordered."""
     draws = []
     for _ in range(repeats):
-        s, d = zip(*[(model.sample_static(len(idx)), model.sample_dynamics_means(len(idx), T))
+        s, d = zip(*[(model.sample_static(len(idx)), model.sample_dynamics(len(idx), T))
                      for idx in batches_of(n, batch_size)])
         draws.append((torch.cat(s), torch.cat(d)))
     return draws

@@ -12,9 +12,9 @@ from utils import SPYLError
 TRAIN_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train.py")
 
 
-def train_model(dataset, out, run_dir, data_root="", dsvae=False, seed=None, flags=(), resume=False, threads=None,
+def train_model(dataset, out, run_dir, data_root="", method="spyl", seed=None, flags=(), resume=False, threads=None,
                 log=None):
-    """`python train.py --dataset DATASET [flags]` with the data set's preset, writing the final
+    """`python train.py --dataset DATASET --method METHOD [flags]` with the data set's preset, writing the final
     model to out. Refuses a run folder that already holds a run, unless resume is set and it holds
     a checkpoint: then the run goes on from it. threads: torch's threads in the job (default: its
     own choice); log: an open file that takes the job's output (default: this process's)."""
@@ -23,7 +23,7 @@ def train_model(dataset, out, run_dir, data_root="", dsvae=False, seed=None, fla
         raise SPYLError(f"{run_dir} already holds a run; delete it or pass --runs-dir elsewhere")
     args = ["--dataset", dataset, "--run-dir", run_dir, "--out", out, *flags] + (["--resume"] if again else [])
     args += ["--data-root", data_root] if data_root else []
-    args += ["--dsvae"] if dsvae else []
+    args += ["--method", method] if method != "spyl" else []
     args += ["--seed", str(seed)] if seed is not None else []
     args += ["--threads", str(threads)] if threads else []
     print(f"training: python train.py {' '.join(args)}", file=log or sys.stderr, flush=True)

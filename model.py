@@ -12,6 +12,7 @@ vector-valued steps (audio features, time series) another.
 """
 import math
 from dataclasses import asdict, dataclass, fields
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -52,7 +53,14 @@ class SPYLConfig:
     bank_factor: int = 4         # the negative bank holds bank_factor x batch sequences
     negative_mode: str = "soft"  # soft, semi or hard, as the reference code ranks them (see select_negatives)
     dataset_size: int = 9000     # N in the minibatch-weighted MI estimate; train.py sets it to the training set's size
-    dsvae: bool = False          # True: contrastive and MI terms off (the DSVAE baseline)
+    # spyl, or one of the methods it is compared with on this backbone (methods/): dsvae, s3vae, cdsvae, dbse, fhvae
+    method: str = "spyl"
+    # the compared methods' own terms (each read only by its method; see its file in methods/)
+    w_triplet: float = 100.0     # S3VAE: triplet loss on s, the positive a shuffle of the sequence
+    w_motion: float = 0.1        # S3VAE: label-free motion targets predicted from d_t
+    w_anchor: float = 2.0        # DBSE: extra weight on the anchor step's reconstruction
+    anchor: str = "first"        # DBSE: the step s is read from: first, or loudest (largest mean value)
+    w_disc: float = 10.0         # FHVAE: alpha, the weight of log q(sequence index | z_seq)
     logvar_limit: float = 10.0   # |log-variance| bound, so exp() never overflows
     # reference: Conv2d/Linear weights ~ N(0, 0.01^2), biases 0 (the paper's code); torch: PyTorch's defaults
     init: str = "reference"
@@ -78,6 +86,10 @@ class SPYLConfig:
     @classmethod
     def from_dict(cls, d):
         """Build a config from a dict, refusing keys this version does not know."""
+        if "dsvae" in d:  # files written before `method` existed said DSVAE with a flag
+            if not isinstance(d["dsvae"], bool):
+                raise SPYLError(f"--dsvae (dsvae) must be true or false, got {d['dsvae']!r}")
+            d = {"method": "dsvae" if d["dsvae"] else "spyl", **{k: v for k, v in d.items() if k != "dsvae"}}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -101,6 +113,8 @@ CONFIG_RULES = {
     "negative_mode": one_of("soft", "semi", "hard"), "dataset_size": between(1, 2**31 - 1),
     "logvar_limit": between(0.1, 80.0, float),  # exp(80) is still finite in fp32 and bf16
     "init": one_of("reference", "torch"), "mi_density": one_of("exact", "reference"),
+    "method": one_of("spyl", "dsvae", "s3vae", "cdsvae", "dbse", "fhvae"),
+    **{w: _WEIGHT for w in ("w_triplet", "w_motion", "w_anchor", "w_disc")}, "anchor": one_of("first", "loudest"),
 }
 
 
@@ -278,13 +292,38 @@ def reference_init(module):
 
 # --------------------------------------------------------------------------
 
+class Pass(NamedTuple):
+    """One forward pass of a batch, in fp32: posterior means and log-variances, their samples,
+    the reconstruction; what a method's own terms are computed from."""
+    s_mean: torch.Tensor     # B x s_dim
+    s_logvar: torch.Tensor
+    d_mean: torch.Tensor     # B x T x d_dim
+    d_logvar: torch.Tensor
+    s: torch.Tensor          # B x s_dim
+    d: torch.Tensor          # B x T x d_dim
+    x_hat: torch.Tensor      # B x T x *step_shape
+
+
 class SPYL(nn.Module):
-    """The SPYL sequential VAE. `forward(x, contrastive)` returns every loss term."""
+    """The SPYL sequential VAE. `forward(x, contrastive)` returns every loss term.
+
+    It is also the backbone of the methods SPYL is compared with (methods/): each is a subclass
+    with its own `method` name that changes what differs (its own terms, its encoder) and keeps
+    the rest, so every script reads every method through the same API."""
+    method = "spyl"
+    # Whether the method's own terms wait for train.py's --warmup-epochs: SPYL's contrastive
+    # terms do; a method whose terms start at once (or that has none) sets False.
+    warms_up = True
+    # values of shared config fields the method's reference code sets differently (methods.defaults)
+    defaults = {}
 
     def __init__(self, config=None, frame_encoder=None, frame_decoder=None):
         """Build from a config; pass frame_encoder/frame_decoder to swap the per-step nets."""
         super().__init__()
-        cfg = self.config = config or SPYLConfig()
+        cfg = self.config = config or SPYLConfig(method=self.method)
+        if cfg.method != self.method:
+            raise SPYLError(f"the config's method is {cfg.method!r}, not {self.method!r}: build it with "
+                            "methods.build(config)")
         enc_cls, dec_cls = FRAME_NETS[cfg.frame_net]
         self.frame_encoder = frame_encoder or enc_cls(cfg)
         self.frame_decoder = frame_decoder or dec_cls(cfg, cfg.s_dim + cfg.d_dim)
@@ -394,8 +433,9 @@ class SPYL(nn.Module):
         """n x s_dim from p(s) = N(0, I)."""
         return torch.randn(n, self.config.s_dim, device=self.device)
 
-    def sample_dynamics_means(self, n, T=None):
-        """n x T x d_dim: the per-step means of a prior chain whose steps are sampled."""
+    def sample_dynamics(self, n, T=None):
+        """n x T x d_dim dynamics drawn from the prior, as the evaluation decodes them: the
+        per-step means of a prior chain whose steps are sampled."""
         return self.sample_prior(n, T or self.config.frames)[0]
 
     def swap(self, x_a, x_b):
@@ -414,20 +454,22 @@ class SPYL(nn.Module):
         straightforward implementation would; the values are the same (bench.py's plain mode).
         """
         with torch.set_grad_enabled(self.plain_bank and torch.is_grad_enabled()):
-            x = self.decode(self.sample_static(n), self.sample_dynamics_means(n, T))
+            x = self.decode(self.sample_static(n), self.sample_dynamics(n, T))
             s_mean, s_logvar, d_mean, d_logvar = self.encode(x)
         return tuple(t.detach() for t in (s_mean, s_logvar, d_mean.mean(1), d_logvar.mean(1)))
 
-    def forward(self, x, contrastive=True):
+    def forward(self, x, contrastive=True, index=None):
         """Every loss term of a batch x (B x T x *step_shape; NaN where a value was not observed)
-        and their weighted total, as a dict. The reconstruction sums squared errors over the
+        and their weighted total, as a dict: the sequential VAE's ELBO terms every method shares,
+        then the method's own (`method_terms`). The reconstruction sums squared errors over the
         observed values only.
 
-        contrastive=False skips the sample-and-predict terms (the warm-up epochs);
-        config.dsvae turns them and the MI penalty off for good.
+        contrastive=False: the warm-up epochs (SPYL's sample-and-predict terms wait for them to
+        end). index: the batch's rows of the training set (B), read by the methods that keep a
+        table of training sequences (FHVAE); None for held-out data.
         """
         cfg = self.config
-        B, T = x.shape[:2]
+        B = x.shape[0]
         # Missing values (NaN) count nowhere in the reconstruction; no branch, so no host sync
         # on a GPU, and for complete data the mask is all ones and changes nothing. encode
         # zero-fills them at the input.
@@ -436,33 +478,42 @@ class SPYL(nn.Module):
         s, d = reparameterize(s_mean, s_logvar), reparameterize(d_mean, d_logvar)
         x_hat = self.decode(s, d)
         p_mean, p_logvar = self.prior(d)
-        s_mean, s_logvar, d_mean, d_logvar, s, d, p_mean, p_logvar = (
-            t.float() for t in (s_mean, s_logvar, d_mean, d_logvar, s, d, p_mean, p_logvar))
+        z = Pass(*(t.float() for t in (s_mean, s_logvar, d_mean, d_logvar, s, d, x_hat)))
+        p_mean, p_logvar = p_mean.float(), p_logvar.float()
         terms = {
-            "recon": torch.where(observed, x_hat.float() - x, 0.0).pow(2).sum() / B,
-            "kl_s": kl_standard_normal(s_mean, s_logvar).sum() / B,
-            "kl_d": kl_normal(d_mean, d_logvar, p_mean, p_logvar).sum() / B,
+            "recon": torch.where(observed, z.x_hat - x, 0.0).pow(2).sum() / B,
+            "kl_s": kl_standard_normal(z.s_mean, z.s_logvar).sum() / B,
+            "kl_d": kl_normal(z.d_mean, z.d_logvar, p_mean, p_logvar).sum() / B,
         }
         total = cfg.w_recon * terms["recon"] + cfg.w_kl_s * terms["kl_s"] + cfg.w_kl_d * terms["kl_d"]
-        if not cfg.dsvae:
-            terms["mi"] = mutual_information(s, s_mean, s_logvar, d, d_mean, d_logvar, cfg.dataset_size, cfg.mi_density)
-            total = total + cfg.w_mi * terms["mi"]
-        if contrastive and not cfg.dsvae:
-            bank_s_mean, bank_s_logvar, bank_d_mean, bank_d_logvar = self._negative_bank(cfg.bank_factor * B, T)
-            # static view: keep s, draw the motion from the prior; its re-encoded s is the positive
-            s_pos = self.encode(self.decode(s_mean, self.sample_dynamics_means(B, T)))[0].float()
-            # dynamic view: keep d, draw a new appearance; its re-encoded d is the positive
-            d_pos = self.encode(self.decode(self.sample_static(B), d_mean))[2].float().mean(1)
-            d_anchor, d_anchor_logvar = d_mean.mean(1), d_logvar.mean(1)
-            idx_s = select_negatives(s_mean.detach(), s_logvar.detach(), bank_s_mean, bank_s_logvar, cfg.n_negatives,
-                                     cfg.negative_mode)
-            idx_d = select_negatives(d_anchor.detach(), d_anchor_logvar.detach(), bank_d_mean, bank_d_logvar,
-                                     cfg.n_negatives, cfg.negative_mode)
-            terms["nce_s"] = info_nce(s_mean, s_pos, bank_s_mean.float(), idx_s, cfg.tau)   # negatives B x K x s_dim
-            terms["nce_d"] = info_nce(d_anchor, d_pos, bank_d_mean.float(), idx_d, cfg.tau)  # B x K x d_dim
-            total = total + cfg.w_con_s * terms["nce_s"] + cfg.w_con_d * terms["nce_d"]
+        for name, (weight, value) in self.method_terms(x, z, contrastive, index).items():
+            terms[name] = value
+            total = total + weight * value
         terms["loss"] = total
         return terms
+
+    def method_terms(self, x, z, contrastive, index):
+        """SPYL's own terms, {name: (weight, value)}: the MI penalty always, and after the warm-up
+        the two sample-and-predict InfoNCE terms. z: the batch's Pass (posteriors, samples, x_hat)."""
+        cfg = self.config
+        B, T = x.shape[:2]
+        own = {"mi": (cfg.w_mi, mutual_information(z.s, z.s_mean, z.s_logvar, z.d, z.d_mean, z.d_logvar,
+                                                   cfg.dataset_size, cfg.mi_density))}
+        if not contrastive:
+            return own
+        bank_s_mean, bank_s_logvar, bank_d_mean, bank_d_logvar = self._negative_bank(cfg.bank_factor * B, T)
+        # static view: keep s, draw the motion from the prior; its re-encoded s is the positive
+        s_pos = self.encode(self.decode(z.s_mean, self.sample_dynamics(B, T)))[0].float()
+        # dynamic view: keep d, draw a new appearance; its re-encoded d is the positive
+        d_pos = self.encode(self.decode(self.sample_static(B), z.d_mean))[2].float().mean(1)
+        d_anchor, d_anchor_logvar = z.d_mean.mean(1), z.d_logvar.mean(1)
+        idx_s = select_negatives(z.s_mean.detach(), z.s_logvar.detach(), bank_s_mean, bank_s_logvar, cfg.n_negatives,
+                                 cfg.negative_mode)
+        idx_d = select_negatives(d_anchor.detach(), d_anchor_logvar.detach(), bank_d_mean, bank_d_logvar,
+                                 cfg.n_negatives, cfg.negative_mode)
+        own["nce_s"] = (cfg.w_con_s, info_nce(z.s_mean, s_pos, bank_s_mean.float(), idx_s, cfg.tau))  # B x K x s_dim
+        own["nce_d"] = (cfg.w_con_d, info_nce(d_anchor, d_pos, bank_d_mean.float(), idx_d, cfg.tau))  # B x K x d_dim
+        return own
 
     # ---- checkpoints ------------------------------------------------------
 
@@ -482,7 +533,8 @@ class SPYL(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, ckpt, path="checkpoint"):
-        """Rebuild a model from a checkpoint dict written by `save` or by train.py."""
+        """Rebuild a model from a checkpoint dict written by `save` or by train.py, as the class of
+        the method its config names (SPYL, or one of methods/), whichever class it is called on."""
         if not isinstance(ckpt, dict) or ckpt.get("format") not in (CHECKPOINT_FORMAT, "spyl-train"):
             raise SPYLError(f"{path} is not a SPYL checkpoint (no SPYL format tag); pass a file written by train.py "
                             "or SPYL.save")
@@ -493,7 +545,8 @@ class SPYL(nn.Module):
             config = SPYLConfig.from_dict(ckpt["config"])
         except SPYLError as e:
             raise SPYLError(f"{path} holds a config this code refuses: {e}") from None
-        model = cls(config)
+        from methods import METHODS  # the method's own class; methods/ imports this module, so not at the top
+        model = METHODS[config.method](config)
         try:
             model.load_state_dict(ckpt["model"])
         except RuntimeError as e:
@@ -504,6 +557,6 @@ class SPYL(nn.Module):
 
     @classmethod
     def load(cls, path, map_location=None):
-        """Load a model saved by `save` (or a train.py checkpoint), in eval mode."""
+        """Load a model saved by `save` (or a train.py checkpoint), of any method, in eval mode."""
         model = cls.from_checkpoint(load_checkpoint(path, map_location="cpu"), path)
         return model.to(map_location or "cpu").eval()

@@ -139,6 +139,9 @@ def fit_to_training_set(model, train, device, lrs=(1e-3,), inputs_list=("sample"
     """The whole stage on a model (changed in place): hold out a tenth of the training characters,
     encode both parts once, fit_grid over (learning rate, inputs). Returns (the log as
     fit_prior.py writes it, less the file names; the fits with their curves)."""
+    if not model.prior_parameters():
+        raise SPYLError(f"this {model.method} model has no learned prior (its p(d_t) is N(0, I)): there is nothing to "
+                        "fit")
     fit_set, val_set = hold_out(train, seed=seed)
     t0 = time.perf_counter()
     fit_post = encode_posteriors(model, fit_set, device, progress=progress)

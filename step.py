@@ -60,27 +60,30 @@ class TrainStep:
         self._eager_steps = {}     # contrastive -> eager steps run so far (graph path)
         self._graph = None         # (contrastive, CUDAGraph, static input, static output)
 
-    def __call__(self, x, contrastive):
-        """One step on batch x (B x T x *step_shape): the loss terms, a 1-d tensor."""
+    def __call__(self, x, contrastive, index=None):
+        """One step on batch x (B x T x *step_shape; index: its rows of the training set, or None):
+        the loss terms, a 1-d tensor."""
         if not self.cuda_graph:
-            return self._eager(x, contrastive)
+            return self._eager(x, contrastive, index)
         if self._graph is None or self._graph[0] != contrastive:
             done = self._eager_steps.get(contrastive, 0)
             if done < EAGER_STEPS_BEFORE_CAPTURE:
                 self._eager_steps[contrastive] = done + 1
-                return self._on_side_stream(lambda: self._eager(x, contrastive))
+                return self._on_side_stream(lambda: self._eager(x, contrastive, index))
             self._graph = None     # the warm-up graph is never replayed again: free its memory first
-            self._graph = self._capture(x, contrastive)
-        _, graph, static_x, static_out = self._graph
+            self._graph = self._capture(x, contrastive, index)
+        _, graph, static_x, static_index, static_out = self._graph
         static_x.copy_(x)
+        if index is not None:
+            static_index.copy_(index)
         graph.replay()
         return static_out.clone()  # the next replay overwrites static_out
 
-    def _eager(self, x, contrastive):
+    def _eager(self, x, contrastive, index=None):
         # The autocast weight cache is off under capture only: eagerly it saves casting a
         # weight again each time the step reuses it.
         with autocast(self.device, self.amp_dtype, cache_enabled=not self.cuda_graph):
-            terms = self.forward(x, contrastive=contrastive)
+            terms = self.forward(x, contrastive=contrastive, index=index)
         self.names[contrastive] = list(terms)
         self.optimizer.zero_grad(set_to_none=not self.cuda_graph)
         terms["loss"].backward()
@@ -95,12 +98,12 @@ class TrainStep:
         torch.cuda.current_stream(self.device).wait_stream(side)
         return out
 
-    def _capture(self, x, contrastive):
+    def _capture(self, x, contrastive, index=None):
         """Record one step of this phase; the capture computes nothing, so it is then replayed
         once for the batch x it was recorded on (by __call__)."""
-        static_x = x.clone()
+        static_x, static_index = x.clone(), None if index is None else index.clone()
         graph = torch.cuda.CUDAGraph()
         torch.cuda.synchronize(self.device)
         with torch.cuda.graph(graph):
-            static_out = self._eager(static_x, contrastive)
-        return contrastive, graph, static_x, static_out
+            static_out = self._eager(static_x, contrastive, static_index)
+        return contrastive, graph, static_x, static_index, static_out

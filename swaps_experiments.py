@@ -66,7 +66,7 @@ def swap_figures(model, data, device, fig_dir, pairs, seed=0, oracle=None):
     for i in sorted({p[0] for p in pairs}):
         x = data.batch(np.array([i]), device)
         s_mean = model.encode(x)[0]
-        samples = model.decode(s_mean.expand(n, -1), model.sample_dynamics_means(n, T))
+        samples = model.decode(s_mean.expand(n, -1), model.sample_dynamics(n, T))
         read, rms = (oracle.read(samples, np.repeat(data.labels[i:i + 1, 1:], n, axis=0), distances=True)
                      if oracle is not None else (None, None))
         rows += [x[0], *samples]

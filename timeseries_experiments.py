@@ -324,8 +324,8 @@ def retrain(name, splits, data_root, weights_dir, runs_dir, device):
             path = os.path.join(runs_dir, tag, "model.pth")
             paths.append(path)
             if not os.path.isfile(path):  # a run interrupted here picks up where it stopped
-                train_model(name, path, os.path.join(runs_dir, tag, "run"), data_root, dsvae=row == "dsvae",
-                                  flags=["--w-kl-s", str(kl), "--w-kl-d", str(kl)])
+                train_model(name, path, os.path.join(runs_dir, tag, "run"), data_root, method=row,
+                            flags=["--w-kl-s", str(kl), "--w-kl-d", str(kl)])
             figures = validation_figures(name, SPYL.load(path, map_location=device), splits, device)
             tried.append({"w_kl": kl, "valid": figures, "criterion": criterion(name, figures)})
             print(f"{tag}: validation {figures}", file=sys.stderr)

@@ -3,6 +3,7 @@
     python train.py                      # --preset auto: the paper's settings on a CUDA GPU, the cpu preset elsewhere
     python train.py --preset paper       # the paper's settings anywhere (sized for a GPU)
     python train.py --resume             # continue the run in --run-dir exactly
+    python train.py --method dbse        # a method SPYL is compared with (methods/) on the same backbone
     torchrun --nproc_per_node=N train.py # DistributedDataParallel, same flags
 
 Every field of SPYLConfig and TrainConfig is a flag (s_dim -> --s-dim).
@@ -23,6 +24,7 @@ from tqdm import tqdm
 from dataloader import ATTRIBUTES, HAS_VALIDATION, batch_indices, data_shape, load_dataset, prefetch
 from evaluation import evaluate
 from judging import judge_paths, load_judges
+from methods import METHODS, TITLES, build, defaults
 from model import CHECKPOINT_VERSION, CONFIG_RULES, SPYL, SPYLConfig
 from presets import PRESETS, TRAIN_RULES, TrainConfig, auto_preset
 from prior_fitting import fit_to_training_set, plot_fits
@@ -34,8 +36,8 @@ from utils import (ArgumentParser, SPYLError, atomic_torch_save, autocast, atomi
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 # Fields that shape the weights: a model file given to --init-from must agree on them.
-ARCHITECTURE_FIELDS = ("frames", "channels", "image_size", "frame_net", "x_dim", "conv_width", "s_dim", "d_dim",
-                       "g_dim", "hidden")
+ARCHITECTURE_FIELDS = ("method", "frames", "channels", "image_size", "frame_net", "x_dim", "conv_width", "s_dim",
+                       "d_dim", "g_dim", "hidden")
 # Fields a resumed run may change; anything else must match the checkpoint.
 RESUMABLE = {"epochs", "device", "threads", "out", "save_every", "eval_every", "judge", "log_every", "resume", "sheets",
              "data_dir", "data_root", "cuda_graph", "fused_prior", "fit_prior"}
@@ -57,13 +59,21 @@ def parse_args(argv=None):
                 allowed = f"; {rule.describe()}" if rule else ""
                 group.add_argument(flag, type=type(f.default), default=argparse.SUPPRESS,
                                    help=f"default {f.default}{allowed}")
+    p.add_argument("--dsvae", action="store_true", default=argparse.SUPPRESS, help="the same as --method dsvae")
     args = vars(p.parse_args(argv))
+    if args.pop("dsvae", False):
+        if args.setdefault("method", "dsvae") != "dsvae":
+            raise SPYLError(f"--dsvae means --method dsvae, and --method {args['method']} was given too; pass one")
     preset = args.pop("preset", "auto")
     if TRAIN_RULES["preset"].check(preset):
         raise SPYLError(f"--preset {TRAIN_RULES['preset'].check(preset)}")
     preset, why = (auto_preset(args.get("dataset", "auto"), args.get("device", "auto")) if preset == "auto"
                    else (preset, "asked for"))
-    values = {**PRESETS[preset], **args, "preset": preset}
+    method = args.get("method", PRESETS[preset].get("method", "spyl"))
+    if CONFIG_RULES["method"].check(method):
+        raise SPYLError(f"--method {CONFIG_RULES['method'].check(method)}")
+    # the method's own values of shared fields sit between the preset and the flags given
+    values = {**PRESETS[preset], **defaults(method), **args, "preset": preset}
     split = lambda cls: {k: v for k, v in values.items() if k in {f.name for f in fields(cls)}}
     mcfg, tcfg = SPYLConfig(**split(SPYLConfig)), TrainConfig(**split(TrainConfig))
     check_combination(mcfg, tcfg)
@@ -74,7 +84,7 @@ def check_combination(mcfg, tcfg):
     """Settings that are each valid but do not go together: an error, or a note where a run may
     mean it (a warm-up as long as the run trains a DSVAE-like model)."""
     bank = mcfg.bank_factor * tcfg.batch_size
-    if not mcfg.dsvae and mcfg.n_negatives > bank:
+    if mcfg.method == "spyl" and mcfg.n_negatives > bank:
         raise SPYLError(f"--n-negatives {mcfg.n_negatives} is more than the negative bank holds (--bank-factor "
                         f"{mcfg.bank_factor} x --batch-size {tcfg.batch_size} = {bank}); lower --n-negatives or "
                         "raise --bank-factor")
@@ -87,7 +97,7 @@ def check_combination(mcfg, tcfg):
     if tcfg.cuda_graph and tcfg.compile:
         raise SPYLError("--cuda-graph and --compile do not go together (torch.compile makes its own graphs); pass "
                         "one of them")
-    if not mcfg.dsvae and tcfg.warmup_epochs >= tcfg.epochs:
+    if METHODS[mcfg.method].warms_up and tcfg.warmup_epochs >= tcfg.epochs:
         print(f"note: --warmup-epochs {tcfg.warmup_epochs} is not below --epochs {tcfg.epochs}, so the contrastive "
               f"terms never switch on: this run trains a DSVAE-like model", file=sys.stderr)
 
@@ -178,7 +188,8 @@ def run_left(per_step, contrastive, steps_left, later, paces):
 
 def train_epoch(step, batches, first, n_batches, sums, contrastive, sync_every, bar, stop, later=None, paces=None,
                 where=(0, "")):
-    """Run the steps (a step.TrainStep) of one epoch from step `first`; batches yields the input tensors.
+    """Run the steps (a step.TrainStep) of one epoch from step `first`; batches yields (input, the
+    input's rows of the training set) pairs.
 
     The loss terms of each step stay on the device and are read back once per window of
     sync_every steps (and at the first and last step), where they are checked for
@@ -187,8 +198,8 @@ def train_epoch(step, batches, first, n_batches, sums, contrastive, sync_every, 
     None), or (sums, step to resume from) when a Ctrl-C asks to stop inside the epoch.
     """
     window, t0, done = [], time.time(), 0
-    for i_step, x in enumerate(batches, start=first):
-        window.append(step(x, contrastive))
+    for i_step, (x, index) in enumerate(batches, start=first):
+        window.append(step(x, contrastive, index))
         if len(window) < sync_every and i_step not in (first, n_batches - 1):
             continue
         names = step.names[contrastive]
@@ -288,7 +299,11 @@ def start_from(model, path, mcfg):
     if differ:
         raise SPYLError(f"--init-from {path}: its architecture differs from this run's in {differ}; pass the same "
                         "values (or no preset)")
-    model.load_state_dict(source.state_dict())
+    try:
+        model.load_state_dict(source.state_dict())
+    except RuntimeError:  # FHVAE's table of training sequences: one row per sequence of the set it was trained on
+        raise SPYLError(f"--init-from {path}: its weights do not fit this run's model (a {TITLES[mcfg.method]} "
+                        f"trained on another data set?); start from a model of the same method and data") from None
 
 
 def finish(model, train, tcfg, device):
@@ -296,7 +311,9 @@ def finish(model, train, tcfg, device):
     posteriors (log in RUN_DIR/fit_prior.json) and write the result to --out, else RUN_DIR/model.pth;
     without it, write the model to --out if given. The checkpoint keeps the jointly trained prior."""
     out = tcfg.out or (os.path.join(tcfg.run_dir, "model.pth") if tcfg.fit_prior else "")
-    if tcfg.fit_prior:
+    if tcfg.fit_prior and not model.prior_parameters():
+        print(f"note: {TITLES[model.method]} has no learned prior; --fit-prior has nothing to fit", file=sys.stderr)
+    elif tcfg.fit_prior:
         t0 = time.perf_counter()
         report, fits = fit_to_training_set(model, train, device, seed=tcfg.seed)
         report["seconds"] = round(time.perf_counter() - t0, 1)
@@ -373,7 +390,7 @@ def load_data(tcfg, device):
 def build_model(mcfg, tcfg, ckpt, device, distributed):
     """(model, optimiser, what the step calls: the model, compiled or wrapped for DDP as asked,
     (first epoch, its first step, the log so far)): fresh, from --init-from, or as the checkpoint left them."""
-    model = SPYL(mcfg).to(device)
+    model = build(mcfg).to(device)
     if tcfg.channels_last and mcfg.frame_net == "conv":
         model = model.to(memory_format=torch.channels_last)
     model.fused_prior = tcfg.fused_prior
@@ -406,7 +423,7 @@ def announce(model, mcfg, tcfg, train, val_x, device, world, amp_dtype):
     remove_stale_temporaries(tcfg.run_dir)
     n_params = sum(p.numel() for p in model.parameters())
     check_writable(tcfg.run_dir, need_bytes=3 * 4 * n_params + CHECKPOINT_SLACK)
-    print(f"SPYL{' (DSVAE baseline)' if mcfg.dsvae else ''}: {n_params / 1e6:.2f}M parameters | data {train.name}: "
+    print(f"{TITLES[mcfg.method]}: {n_params / 1e6:.2f}M parameters | data {train.name}: "
           f"{len(train)} train / {len(val_x)} {held_out_split(tcfg.dataset)} for the validation loss | "
           f"{device}{f' x{world}' if world > 1 else ''} | {'bf16 autocast' if amp_dtype else 'fp32'} | run folder "
           f"{tcfg.run_dir}", file=sys.stderr)
@@ -473,7 +490,8 @@ def main(argv=None):
     # and then every log_every steps.
     sync_every = 1 if device.type == "cpu" else tcfg.log_every
     last_plot = 0.0
-    is_contrastive = lambda epoch: epoch >= tcfg.warmup_epochs and not mcfg.dsvae
+    # a method whose terms do not wait for a warm-up (model.SPYL.warms_up) has one phase, contrastive
+    is_contrastive = lambda epoch: epoch >= tcfg.warmup_epochs or not model.warms_up
     paces = {}  # seconds per step of each phase, as measured in this process
 
     def later_steps(epoch, per_epoch):  # {contrastive: steps} of the epochs after this one
@@ -490,7 +508,10 @@ def main(argv=None):
                        disable=not main_process, leave=False, dynamic_ncols=True, file=sys.stderr, unit="step")
             model.train()
             t0 = time.time()
-            sums, stopped_at = train_epoch(step, prefetch(train, batches[first:], device), first, len(batches), sums,
+            # with each batch its rows of the training set (FHVAE's table reads them)
+            inputs = zip(prefetch(train, batches[first:], device),
+                         (torch.as_tensor(b, device=device) for b in batches[first:]))
+            sums, stopped_at = train_epoch(step, inputs, first, len(batches), sums,
                                            contrastive, sync_every, bar, stop,
                                            later=later_steps(epoch, len(batches)), paces=paces, where=(epoch,
                                                                                                        tcfg.run_dir))

@@ -251,8 +251,8 @@ def test_search_trains_in_parallel_and_picks_up_where_it_stopped(tmp_path, monke
     for name in ("a", "b"):                                  # each child's bars went to its own log
         assert "epoch 1/1" in (tmp_path / "search" / f"{name}.log").read_text()
     from model import SPYL
-    assert SPYL.load(str(tmp_path / "search" / "b.pth")).config.dsvae
-    assert not SPYL.load(str(tmp_path / "search" / "a.pth")).config.dsvae
+    assert SPYL.load(str(tmp_path / "search" / "b.pth")).config.method == "dsvae"
+    assert SPYL.load(str(tmp_path / "search" / "a.pth")).config.method == "spyl"
     stamp = (tmp_path / "search" / "a.pth").stat().st_mtime_ns
     # the preset's seed-0 model, scored beside
     shutil.copy(tmp_path / "search" / "a.pth", tmp_path / "fsdd_200ms-spyl-0.pth")
@@ -286,7 +286,7 @@ def test_a_training_job_gives_the_same_floats_each_time(tmp_path):
 
     def job(name, seed):                                  # a --train job, then the weights it wrote
         path = str(tmp_path / f"{name}.pth")
-        ae._train_one(("fsdd_200ms", path, str(tmp_path / name), SHARED, False, seed, tiny), True)
+        ae._train_one(("fsdd_200ms", path, str(tmp_path / name), SHARED, "spyl", seed, tiny), True)
         return SPYL.load(path).state_dict()
 
     threads = torch.get_num_threads()

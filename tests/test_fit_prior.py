@@ -10,6 +10,7 @@ import fit_prior
 import prior_fitting
 from conftest import tiny_config
 from dataloader import hold_out
+from methods import build
 from model import PRIOR_PREFIXES, SPYL
 from utils import SPYLError
 
@@ -52,7 +53,7 @@ def test_fitting_stops_when_validation_stops_improving(builtin_small):
 
 def test_prior_kl_is_the_models_own_kl_term(builtin_small):
     train, _ = builtin_small
-    model = SPYL(tiny_config(dsvae=True)).eval()
+    model = build(tiny_config(method="dsvae")).eval()
     x = train.batch(np.arange(16))
     torch.manual_seed(1)
     terms = model(x, contrastive=False)

@@ -172,7 +172,7 @@ def test_other_scripts_refuse_out_of_range_flags_in_one_line(tmp_path, monkeypat
 
 
 @pytest.mark.parametrize("field, value", [("s_dim", -1), ("tau", 0.0), ("negative_mode", "softest"), ("frames", 2.5),
-                                          ("dsvae", "yes")])
+                                          ("dsvae", "yes"), ("method", "vae"), ("anchor", "middle")])
 def test_a_checkpoint_with_an_edited_config_is_refused_in_one_line(tmp_path, field, value):
     path = tmp_path / "m.pth"
     SPYL(tiny_config()).save(path, data="builtin")

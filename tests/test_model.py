@@ -7,6 +7,7 @@ import torch.nn as nn
 from torch.distributions import Normal, kl_divergence
 
 from conftest import tiny_config
+from methods import build
 from model import (SPYL, SPYLConfig, info_nce, kl_matrix, kl_normal, kl_standard_normal, log_density,
                    mutual_information, select_negatives)
 from utils import SPYLError
@@ -24,7 +25,7 @@ def test_public_methods_shapes():
     y = m.decode(s_mean, d_mean)
     assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
     assert m.sample_static(3).shape == (3, cfg.s_dim)
-    assert m.sample_dynamics_means(3, 6).shape == (3, 6, cfg.d_dim)
+    assert m.sample_dynamics(3, 6).shape == (3, 6, cfg.d_dim)
     ab, ba = m.swap(x[:2], x[2:4])
     assert ab.shape == ba.shape == (2, T, 3, 64, 64)
 
@@ -46,7 +47,7 @@ def test_loss_terms_finite_and_signed():
 def test_dsvae_baseline_and_warmup_drop_the_right_terms():
     x = torch.rand(B, T, 3, 64, 64)
     assert set(SPYL(tiny_config())(x, contrastive=False)) == {"recon", "kl_s", "kl_d", "mi", "loss"}
-    assert set(SPYL(tiny_config(dsvae=True))(x, contrastive=True)) == {"recon", "kl_s", "kl_d", "loss"}
+    assert set(build(tiny_config(method="dsvae"))(x, contrastive=True)) == {"recon", "kl_s", "kl_d", "loss"}
 
 
 def test_total_is_the_weighted_sum():

@@ -33,7 +33,7 @@ def run_epoch(n_batches, sync_every):
     model = SPYL(tiny_config(conv_width=4))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     bar = RecordingBar()
-    batches = (torch.rand(4, 8, 3, 64, 64) for _ in range(n_batches))
+    batches = ((torch.rand(4, 8, 3, 64, 64), None) for _ in range(n_batches))
     step = TrainStep(model, opt, torch.device("cpu"))
     sums, stopped = train.train_epoch(step, batches, 0, n_batches, None, False, sync_every, bar, None,
                                       later={False: 10})

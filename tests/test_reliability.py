@@ -43,10 +43,10 @@ utils.run_main(lambda: train.main(sys.argv[1:]))
 SLOW_STEP = """
 import sys, time, model, utils, train
 forward = model.SPYL.forward
-def slow(self, x, contrastive=True):
+def slow(self, x, contrastive=True, index=None):
     if contrastive:
         time.sleep(2)
-    return forward(self, x, contrastive)
+    return forward(self, x, contrastive, index)
 model.SPYL.forward = slow
 utils.run_main(lambda: train.main(sys.argv[1:]))
 """
@@ -180,8 +180,8 @@ def test_nan_stops_with_one_line_and_keeps_the_good_checkpoint(tmp_path, monkeyp
     forward = SPYL.forward
     calls = {"n": 0}
 
-    def poisoned(self, x, contrastive=True):
-        terms = forward(self, x, contrastive)
+    def poisoned(self, x, contrastive=True, index=None):
+        terms = forward(self, x, contrastive, index)
         calls["n"] += 1
         if self.training and calls["n"] == 3:
             terms["kl_d"] = terms["kl_d"] * float("nan")
