@@ -16,13 +16,14 @@ that need no learning.
   training utterances): digit and speaker accuracy from s and from d.
 - Swaps you can hear: A's s with B's d (A's voice saying B's digit), decoded, turned back into
   sound by Griffin-Lim; spectrograms in fig/audio_swap.png, WAV files in fig/audio/.
-Rows: SPYL and DSVAE with the same budget on the TIMIT protocol's 200 ms segments
-(`fsdd_200ms`, the unit chosen on the validation utterances; docs/speech.md), mean and std over
-3 seeds (3 trained models each); `--units fsdd,fsdd_200ms` adds the rows of 640 ms sequences (a
-whole word: `fsdd`). Controls, scored by the same code: the utterance's mean and std over frames of
-the normalised log-mel (`raw_mean_std`), its mean (`raw_mean`), an LDA of raw_mean_std fitted
-with the training speakers (`lda_raw`, supervised), for the static EER; the mean absolute
-frame-to-frame change (`raw_delta`) and a random code (`random`, the ceiling) for the dynamic EER.
+Rows: SPYL and every method it is compared with (methods/; `--methods` picks some) with the same
+budget on the TIMIT protocol's 200 ms segments (`fsdd_200ms`, the unit chosen on the validation
+utterances; docs/speech.md), mean and std over 3 seeds (3 trained models each); `--units
+fsdd,fsdd_200ms` adds the SPYL and DSVAE rows of 640 ms sequences (a whole word: `fsdd`).
+Controls, scored by the same code: the utterance's mean and std over frames of the normalised
+log-mel (`raw_mean_std`), its mean (`raw_mean`), an LDA of raw_mean_std fitted with the training
+speakers (`lda_raw`, supervised), for the static EER; the mean absolute frame-to-frame change
+(`raw_delta`) and a random code (`random`, the ceiling) for the dynamic EER.
 """
 import contextlib
 import json
@@ -34,18 +35,21 @@ import time
 import numpy as np
 import torch
 
+from comparison import PUBLISHED_TIMIT
 from jobs import train_model
 from dataloader import load_splits
 from datasets import fsdd
+from methods import METHODS, parse_methods
 from model import SPYL
 from probes import classify, frozen_codes, mean_std
 from utils import ArgumentParser, SPYLError, atomic_write, figure, pick_device, run_main, save_figure
 
 # Static / dynamic EER on TIMIT as reprinted in later work (%).
-ANCHORS = {"SPYL": (3.41, 33.22), "C-DSVAE": (4.03, 31.81), "FHVAE": (5.06, 22.77), "DSVAE": (5.64, 19.20)}
-# (row, the sequence unit its models are trained on): the unit names are data set names. The
+ANCHORS = PUBLISHED_TIMIT
+# (row, the sequence unit its models are trained on): the unit names are data set names, a row's
+# method the part of its name before any "_". Every method (methods/) has a 200 ms row; the
 # shipped weights are those of UNITS; the 640 ms rows are one --units away.
-ROWS = {"spyl": "fsdd_200ms", "dsvae": "fsdd_200ms", "spyl_640ms": "fsdd", "dsvae_640ms": "fsdd"}
+ROWS = {**{method: "fsdd_200ms" for method in METHODS}, "spyl_640ms": "fsdd", "dsvae_640ms": "fsdd"}
 UNITS = ("fsdd_200ms",)
 SEEDS = (0, 1, 2)
 CONTROLS = {"raw_mean_std": "static_eer", "raw_mean": "static_eer", "lda_raw": "static_eer",
@@ -202,9 +206,10 @@ def evaluate_controls(splits, part="test", intervals=False):
     return out
 
 
-def rows_of(units):
-    """The ROWS whose models are trained on one of these units."""
-    return {row: unit for row, unit in ROWS.items() if unit in units}
+def rows_of(units, methods=tuple(METHODS)):
+    """The ROWS whose models are trained on one of these units, by one of these methods."""
+    return {row: unit for row, unit in ROWS.items() if unit in units and row.split("_")[0] in methods}
+
 
 
 def parse_units(text):
@@ -376,6 +381,8 @@ def main(argv=None):
                    help="retrain 3 seeds of every row of --units first (writes --weights-dir)")
     p.add_argument("--units", default=",".join(UNITS),
                    help="the sequence units whose rows are trained and scored: fsdd_200ms, fsdd (640 ms), or both")
+    p.add_argument("--methods", default=",".join(METHODS),
+                   help=f"the methods whose rows are trained and scored (default: all of {', '.join(METHODS)})")
     p.add_argument("--train-flags", default="",
                    help="with --train: train.py flags on top of the preset for every model, "
                    "e.g. \"--epochs 120 --warmup-epochs 40\" (use other --weights-dir and --runs-dir)")
@@ -398,7 +405,7 @@ def main(argv=None):
         search(a.data_root, a.runs_dir, a.jobs, a.search_json, a.weights_dir)
         print(f"wrote {a.search_json} in {time.time() - t0:.0f} s")
         return
-    rows = rows_of(parse_units(a.units))
+    rows = rows_of(parse_units(a.units), parse_methods(a.methods))
     if a.train:
         retrain(a.data_root, a.weights_dir, a.runs_dir, a.jobs, rows, shlex.split(a.train_flags))
     # every seed whose model is there (--train makes SEEDS of each row)
@@ -407,6 +414,7 @@ def main(argv=None):
     missing = [row for row in rows if not paths[row]]
     if missing:
         flag = "" if set(rows.values()) == set(UNITS) else f" --units {a.units}"
+        flag += "" if set(parse_methods(a.methods)) == set(METHODS) else f" --methods {a.methods}"
         raise SPYLError(f"no {weights_path(a.weights_dir, missing[0], SEEDS[0])}; train the models with `python "
                         f"audio_experiments.py --train{flag}`")
     splits = {unit: load_splits(unit, a.data_root or None) for unit in sorted(set(rows.values()))}
@@ -422,9 +430,9 @@ def main(argv=None):
     results["fsdd"].update(evaluate_controls(next(iter(splits.values())), intervals=True))
     print(format_table(results))
     atomic_write(a.out_json, lambda f: json.dump(results, f, indent=1), mode="w")
-    demo = next(row for row in rows if row.startswith("spyl"))
-    written = swap_demo(SPYL.load(paths[demo][0][1]), splits[rows[demo]], a.fig_dir)
-    print(f"wrote {a.out_json}, {', '.join(written)} in {time.time() - t0:.0f} s")
+    demo = next((row for row in rows if row.startswith("spyl")), None)  # the swaps you can hear are SPYL's
+    written = swap_demo(SPYL.load(paths[demo][0][1]), splits[rows[demo]], a.fig_dir) if demo else []
+    print(f"wrote {', '.join([a.out_json, *written])} in {time.time() - t0:.0f} s")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ Protocols:
 - correct: posterior means, labels aligned with their inputs, inputs as recorded;
 - published: the public evaluation of later work as it runs, bugs included (published_protocol.py),
   so the published rows compare like for like.
-Rows: SPYL and DSVAE (same budget, weights/timeseries/), and controls that need no
+Rows: SPYL and every method it is compared with (methods/; same budget, weights/timeseries/,
+a row wherever its model is there), and controls that need no
 representation learning: the training mean or majority class (`constant`), a linear model on
 raw window features (`linear`), a random forest on the whole raw sequence (`rf`) and one on single
 windows (`rf_window`, each window predicts its sequence's label). Every figure: mean and std over
@@ -21,7 +22,6 @@ runs and a 95% bootstrap interval over test sequences (scores.py).
 """
 import json
 import os
-import shutil
 import sys
 import time
 
@@ -33,6 +33,7 @@ from jobs import train_model
 from dataloader import TIMESERIES, load_splits
 from datasets import physionet
 from datasets.timeseries import TimeSeriesData
+from methods import METHODS, parse_methods
 from model import SPYL
 from probes import classify, classify_sequence, frozen_codes, regress_steps
 from scores import score, summarise
@@ -46,7 +47,7 @@ COLUMNS = (("etth1", "mae", "ETTh1 MAE"), ("physionet", "auprc", "AUPRC"), ("phy
 # field's best), and the random forest those tables carry.
 PUBLISHED = {"SPYL": (12.22, 0.367, 0.764, 0.4698, 0.5793), "DBSE": (11.21, 0.473, 0.858, 0.5687, 0.6587),
              "DiffSDA": (9.89, 0.50, 0.87, 0.646, 0.692), "RF": (10.19, 0.446, 0.802, 0.62, 0.6243)}
-ROWS = ("spyl", "dsvae", "rf", "rf_window", "linear", "constant")
+ROWS = (*METHODS, "rf", "rf_window", "linear", "constant")
 PROTOCOLS = ("correct", "published")
 RUNS = 3
 TRUTH = {"mae": "ot", "month_acc": "month", "auprc": "death", "auroc": "death", "icu_acc": "icu"}
@@ -178,7 +179,7 @@ def evaluate_dataset(name, splits, protocol, weights_dir, device, runs=RUNS, row
     test = splits["test"].labels
     truth = {f: test[TRUTH[f]] for f in FIGURES[name]}
     for row in rows:
-        if row in ("spyl", "dsvae"):
+        if row in METHODS:
             path = weights_path(weights_dir, name, row)
             if not os.path.isfile(path):
                 print(f"note: no {path}; the {row} row is skipped (train it with --train)", file=sys.stderr)
@@ -312,12 +313,17 @@ def validation_figures(name, model, splits, device):
     return {f: score(f, preds[f][0], splits["valid"].labels[TRUTH[f]]) for f in FIGURES[name]}
 
 
-def retrain(name, splits, data_root, weights_dir, runs_dir, device):
-    """Train SPYL and DSVAE on one set, each with the KL weight (KL_WEIGHTS) that scores best on the
-    validation split; write the chosen models into weights_dir and every candidate's validation
-    figures into runs_dir/selection-NAME.json."""
+def retrain(name, splits, data_root, weights_dir, runs_dir, device, methods=tuple(METHODS)):
+    """Train each of `methods` on one set with the KL weight (KL_WEIGHTS) that scores best on the
+    validation split, the same procedure for every method; write the chosen models into
+    weights_dir and every candidate's validation figures into runs_dir/selection-NAME.json (the
+    other methods' records there are kept)."""
+    record_path = os.path.join(runs_dir, f"selection-{name}.json")
     record = {}
-    for row in ("spyl", "dsvae"):
+    if os.path.isfile(record_path):
+        with open(record_path) as f:
+            record = json.load(f)
+    for row in methods:
         tried, paths = [], []
         for kl in KL_WEIGHTS:
             tag = f"{name}-{row}-kl{kl:g}"
@@ -331,9 +337,10 @@ def retrain(name, splits, data_root, weights_dir, runs_dir, device):
             print(f"{tag}: validation {figures}", file=sys.stderr)
         best = max(range(len(tried)), key=lambda i: tried[i]["criterion"])
         os.makedirs(weights_dir, exist_ok=True)
-        shutil.copyfile(paths[best], weights_path(weights_dir, name, row))
+        # written in half precision, as the speech models: half the bytes of a repository that travels whole
+        SPYL.load(paths[best]).save(weights_path(weights_dir, name, row), data=name, half=True)
         record[row] = {"chosen": {"w_kl": KL_WEIGHTS[best]}, "tried": tried}
-    atomic_write(os.path.join(runs_dir, f"selection-{name}.json"), lambda f: json.dump(record, f, indent=1), mode="w")
+        atomic_write(record_path, lambda f: json.dump(record, f, indent=1), mode="w")
     return record
 
 
@@ -349,8 +356,10 @@ def main(argv=None):
                         "or both (default)")
     p.add_argument("--weights-dir", default="weights/timeseries")
     p.add_argument("--train", action="store_true",
-                   help="retrain SPYL and DSVAE on each set first, settings chosen on validation (writes "
+                   help="retrain the --methods on each set first, settings chosen on validation (writes "
                         "--weights-dir)")
+    p.add_argument("--methods", default=",".join(METHODS),
+                   help=f"with --train: the methods to train (default: all of {', '.join(METHODS)})")
     p.add_argument("--runs-dir", default="runs/timeseries",
                    help="with --train: the run folders and the validation record")
     p.add_argument("--device", default="auto")
@@ -366,6 +375,7 @@ def main(argv=None):
             raise SPYLError(f"--markdown {a.markdown}: not a results file of this script ({e})") from None
         return
     names = [a.dataset] if a.dataset else list(TIMESERIES)
+    methods = parse_methods(a.methods)
     protocols = PROTOCOLS if a.protocol == "both" else (a.protocol,)
     device = pick_device(a.device)
     seed_everything(0)
@@ -375,7 +385,7 @@ def main(argv=None):
     for name in names:
         all_splits[name] = load_splits(name, a.data_root or None)
         if a.train:
-            retrain(name, all_splits[name], a.data_root, a.weights_dir, a.runs_dir, device)
+            retrain(name, all_splits[name], a.data_root, a.weights_dir, a.runs_dir, device, methods)
         for pr in protocols:
             results[pr][name], spyl = evaluate_dataset(name, prepare(name, all_splits[name], pr, a.data_root), pr,
                                                        a.weights_dir, device)

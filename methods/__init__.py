@@ -19,6 +19,7 @@ from methods.dsvae import DSVAE
 from methods.fhvae import FHVAE
 from methods.s3vae import S3VAE
 from model import SPYL
+from utils import SPYLError
 
 METHODS = {cls.method: cls for cls in (SPYL, DSVAE, S3VAE, CDSVAE, DBSE, FHVAE)}
 # How tables and logs name them.
@@ -29,6 +30,14 @@ def defaults(method):
     """The values of shared config fields a method's reference code sets differently (C-DSVAE's
     InfoNCE weights, S3VAE's MI weight): train.py puts them between the preset and the flags."""
     return dict(METHODS[method].defaults)
+
+
+def parse_methods(text, flag="--methods"):
+    """'spyl, dbse' -> ('spyl', 'dbse'), or a one-line error naming the methods there are."""
+    names = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    if not names or any(m not in METHODS for m in names):
+        raise SPYLError(f"{flag} {text!r}: give one or more of {', '.join(METHODS)}, comma-separated")
+    return names
 
 
 def build(config):

@@ -16,6 +16,7 @@ from scipy.io import wavfile
 from audio_experiments import eer_interval, equal_error_rate, pair_scores
 from conftest import ROOT
 from datasets import fsdd
+from methods import METHODS
 from utils import SPYLError
 
 SHARED = os.path.join(ROOT, "..", "shared", "audio")
@@ -169,22 +170,23 @@ def test_train_and_experiments_end_to_end(tmp_path):
     weights = tmp_path / "w"
     weights.mkdir()
     model = tmp_path / "fsdd_200ms.pth"
+    # one FHVAE model (a method whose s is built unlike SPYL's) under two rows
     train.main(["--dataset", "fsdd_200ms", "--data-root", SHARED, "--epochs", "1", "--warmup-epochs", "1", "--hidden",
-                "32", "--g-dim", "16", "--run-dir", str(tmp_path / "run"), "--out", str(model)])
-    for row in ("spyl", "dsvae"):
+                "32", "--g-dim", "16", "--run-dir", str(tmp_path / "run"), "--out", str(model), "--method", "fhvae"])
+    for row in ("spyl", "fhvae"):
         for seed in (0, 1, 2):
             shutil.copy(model, weights / f"fsdd_200ms-{row}-{seed}.pth")
     # a 640 ms model: not scored unless --units asks
     shutil.copy(model, weights / "fsdd-spyl-0.pth")
     out = tmp_path / "audio.json"
     p = subprocess.run([sys.executable, "audio_experiments.py", "--data-root", SHARED, "--weights-dir", str(weights),
-                        "--fig-dir", str(tmp_path / "fig"), "--out-json", str(out)], cwd=ROOT, capture_output=True,
-                       text=True, timeout=900)
+                        "--fig-dir", str(tmp_path / "fig"), "--out-json", str(out), "--methods", "spyl,fhvae"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-2000:]
     res = json.loads(out.read_text())["fsdd"]
     controls = {"raw_mean_std": "static_eer", "raw_mean": "static_eer", "lda_raw": "static_eer",
                 "raw_delta": "dynamic_eer", "random": "dynamic_eer"}
-    assert set(res) == {"spyl", "dsvae", *controls}                                # the shipped unit's rows only
+    assert set(res) == {"spyl", "fhvae", *controls}                      # the shipped unit's rows of those methods only
     for name, figure in controls.items():                                          # the same for any model
         low, high = res[name][figure]["ci"]
         assert set(res[name]) == {figure} and 0 <= low <= res[name][figure]["mean"] <= high <= 1
@@ -216,8 +218,8 @@ def test_missing_weights_get_one_line(tmp_path):
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert p.returncode == 2 and "fsdd_200ms-spyl-0.pth" in p.stderr
     assert "audio_experiments.py --train`" in p.stderr and "Traceback" not in p.stderr
-    (tmp_path / "fsdd_200ms-spyl-0.pth").write_bytes(b"")
-    (tmp_path / "fsdd_200ms-dsvae-0.pth").write_bytes(b"")
+    for method in METHODS:
+        (tmp_path / f"fsdd_200ms-{method}-0.pth").write_bytes(b"")
     p = subprocess.run([sys.executable, "audio_experiments.py", "--data-root", SHARED, "--weights-dir", str(tmp_path),
                         "--units", "fsdd_200ms,fsdd"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert p.returncode == 2 and "fsdd-spyl-0.pth" in p.stderr
@@ -226,8 +228,12 @@ def test_missing_weights_get_one_line(tmp_path):
 
 def test_units_pick_the_rows_and_bad_units_get_one_line():
     import audio_experiments as ae
-    assert ae.rows_of(ae.parse_units("fsdd_200ms")) == {"spyl": "fsdd_200ms", "dsvae": "fsdd_200ms"}
-    assert set(ae.rows_of(ae.parse_units(" fsdd , fsdd_200ms,fsdd"))) == {"spyl", "dsvae", "spyl_640ms", "dsvae_640ms"}
+    assert ae.rows_of(ae.parse_units("fsdd_200ms")) == {method: "fsdd_200ms" for method in METHODS}
+    assert set(ae.rows_of(ae.parse_units(" fsdd , fsdd_200ms,fsdd"), ae.parse_methods("spyl,dsvae"))) == {
+        "spyl", "dsvae", "spyl_640ms", "dsvae_640ms"}
+    assert ae.rows_of(("fsdd",), ("dbse",)) == {}                         # the 640 ms rows are SPYL's and DSVAE's
+    with pytest.raises(SPYLError, match="--methods 'vae'.*spyl, dsvae"):
+        ae.parse_methods("vae")  # methods.parse_methods, as the script imports it
     assert ae.weights_path("w", "spyl_640ms", 2) == os.path.join("w", "fsdd-spyl-2.pth")
     assert ae.weights_path("w", "dsvae", 0) == os.path.join("w", "fsdd_200ms-dsvae-0.pth")
     for bad in ("", "fsdd_100ms", "fsdd,timit"):
@@ -304,7 +310,7 @@ def test_train_flags_reach_every_training_job(tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr(ae, "train_all", lambda jobs, workers: seen.extend(jobs))
     ae.retrain("root", str(tmp_path / "w"), str(tmp_path / "r"), 1, flags=["--epochs", "120", "--warmup-epochs", "40"])
-    assert len(seen) == 2 * len(ae.SEEDS) and all(job[-1] == ["--epochs", "120", "--warmup-epochs",
+    assert len(seen) == len(METHODS) * len(ae.SEEDS) and all(job[-1] == ["--epochs", "120", "--warmup-epochs",
                                                               "40"] for job in seen)
 
     class Asked(Exception):

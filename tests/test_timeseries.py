@@ -170,10 +170,9 @@ def test_damaged_file_and_wrong_columns_get_one_line(tmp_path):
 def test_train_and_experiments_end_to_end(tmp_path):
     import train
     weights = tmp_path / "w"
-    for row in ("spyl", "dsvae"):
-        extra = ["--dsvae"] if row == "dsvae" else []
+    for row in ("spyl", "dbse"):                              # SPYL and a compared method (methods/)
         train.main(["--dataset", "etth1", "--data-root", SHARED, "--epochs", "3", "--warmup-epochs", "1",
-                    "--run-dir", str(tmp_path / row), "--out", str(weights / f"etth1-{row}.pth"), *extra])
+                    "--run-dir", str(tmp_path / row), "--out", str(weights / f"etth1-{row}.pth"), "--method", row])
     log = [json.loads(x) for x in (tmp_path / "spyl" / "log.jsonl").read_text().splitlines()]
     assert len(log) == 3 and "nce_s" in log[-1]["train"] and (tmp_path / "spyl" / "recon.png").stat().st_size > 0
     out = tmp_path / "ts.json"
@@ -185,7 +184,7 @@ def test_train_and_experiments_end_to_end(tmp_path):
     assert set(res) == {"correct", "published"} and all(set(res[pr]) == {"etth1"} for pr in res)
     for pr in res:
         rows = res[pr]["etth1"]
-        assert set(rows) == {"spyl", "dsvae", "rf", "rf_window", "linear", "constant"}
+        assert set(rows) == {"spyl", "dbse", "rf", "rf_window", "linear", "constant"}  # the methods with a model
         for r in rows.values():
             v = r["mae"]
             assert 0 < v["ci"][0] <= v["mean"] <= v["ci"][1] < 40 and v["std"] >= 0

@@ -1,0 +1,193 @@
+"""The methods side by side: one markdown table per modality, built from the result files the
+experiment scripts write, each cell the mean ± std over seeds, beside the controls and the
+published rows; under each table, which differences from SPYL exceed the seed spread.
+
+Where the result files live (under a figures folder, fig/ by default):
+- Sprites: methods/sprites/METHOD-SEED.json, one swaps_experiments.py report per trained model,
+  and swaps_real.json (real sequences: the ceiling);
+- speech: audio.json (audio_experiments.py; its rows are already over seeds);
+- time series: timeseries.json (timeseries_experiments.py, the correct protocol).
+A method with no result file has no row; nothing here trains or scores anything.
+"""
+import glob
+import json
+import os
+
+import numpy as np
+
+from methods import METHODS, TITLES
+
+# Published figures, as SPYL's paper reprints them (Table 1, Sprites; Table 2, TIMIT) and DBSE's
+# tables (time series). Recalled, not read from a stored copy (../shared/METHODS.md): direction only.
+PUBLISHED_SPRITES = {  # action accuracy (%), IS, H(y|x)
+    "DSVAE": (90.73, 8.384, 0.072), "S3VAE": (99.49, 8.637, 0.041), "C-DSVAE": (99.99, 8.871, 0.014),
+    "SPYL": (100.0, 8.942, 0.006)}
+PUBLISHED_TIMIT = {  # static EER, dynamic EER (%)
+    "SPYL": (3.41, 33.22), "C-DSVAE": (4.03, 31.81), "S3VAE": (5.02, 25.51), "FHVAE": (5.06, 22.77),
+    "DSVAE": (5.64, 19.20)}
+# The figures of each table: (key in the result file, title, percent?, higher is better?)
+SPRITES_FIGURES = [("action", "action", True, True), ("oracle_skin", "skin (oracle)", True, True),
+                   ("IS", "IS", False, True), ("H(y|x)", "H(y\\|x)", False, False)]
+SPEECH_FIGURES = [("static_eer", "static EER", True, False), ("dynamic_eer", "dynamic EER", True, True)]
+SERIES_FIGURES = {"etth1": [("mae", "ETTh1 MAE", False, False)],
+                  "airquality": [("month_acc", "air quality month", True, True)],
+                  "physionet": [("auprc", "PhysioNet AUPRC", False, True), ("auroc", "AUROC", False, True),
+                                ("icu_acc", "ICU type", True, True)]}
+SPEECH_CONTROLS = {"raw_mean_std": "each utterance's mean and std of its frames (no learning)",
+                   "raw_delta": "frame-to-frame changes (no learning)", "random": "a code with no speaker in it"}
+# label: the row names of timeseries.json it reads, the first one a set has
+SERIES_CONTROLS = {
+    "`constant` / `majority`: the training mean or majority class (no learning)": ("constant", "majority"),
+    "`rf`: a random forest on the raw series (no code)": ("rf",)}
+
+
+def read_json(path):
+    """The file's contents, or None where it is absent."""
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def over_seeds(values):
+    """{"mean", "std", "n"} of one figure's per-seed values (std 0 for one seed)."""
+    v = np.asarray(values, dtype=float)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
+
+
+def sprites_rows(fig_dir):
+    """{method: {figure: over_seeds}} from fig_dir/methods/sprites/METHOD-SEED.json."""
+    rows = {}
+    for method in METHODS:
+        reports = [read_json(p) for p in sorted(glob.glob(os.path.join(fig_dir, "methods", "sprites",
+                                                                      f"{method}-*.json")))]
+        if reports:
+            rows[method] = {key: over_seeds([r["results"][key]["mean"] for r in reports])
+                            for key, *_ in SPRITES_FIGURES}
+    return rows
+
+
+def cell(v, pct, ci=None):
+    """'15.15 ± 0.72 [12.1, 17.8]' (percent) or '8.742 ± 0.010'; no ± where the std is 0 (one seed)."""
+    scale, digits = (100, 2) if pct else (1, 3)
+    text = f"{scale * v['mean']:.{digits}f}"
+    if v.get("std"):
+        text += f" ± {scale * v['std']:.{digits}f}"
+    if ci:
+        text += f" [{scale * ci[0]:.1f}, {scale * ci[1]:.1f}]" if pct else f" [{ci[0]:.2f}, {ci[1]:.2f}]"
+    return text
+
+
+def verdict(rows, figures):
+    """One line: which figures of which method differ from SPYL's by more than the seed spread
+    (the sum of the two stds over seeds), in which direction, and which do not."""
+    if "spyl" not in rows:
+        return "No SPYL row: nothing to compare with."
+    beyond, within = [], []
+    for method, row in rows.items():
+        if method == "spyl":
+            continue
+        for key, title, _, higher in figures:
+            if key not in row or key not in rows["spyl"]:
+                continue
+            a, b = rows["spyl"][key], row[key]
+            if a.get("n", 2) < 2 or b.get("n", 2) < 2:
+                within.append(f"{TITLES[method]} {title} (one seed: no spread)")
+            elif abs(a["mean"] - b["mean"]) > a["std"] + b["std"]:
+                better = (a["mean"] > b["mean"]) == higher
+                beyond.append(f"{TITLES[method]} {title} (SPYL {'ahead' if better else 'behind'})")
+            else:
+                within.append(f"{TITLES[method]} {title}")
+    say = lambda items: "; ".join(items) if items else "none"
+    return (f"Beyond the seed spread (|SPYL - method| > the sum of their stds over seeds): {say(beyond)}. "
+            f"Within it: {say(within)}.")
+
+
+def table(header, body):
+    """A markdown table from a header list and rows of cells."""
+    lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body])
+
+
+def seeds_note(rows):
+    return ", ".join(f"{TITLES[m]} {r[next(iter(r))].get('n', 3)}" for m, r in rows.items())
+
+
+def sprites_section(fig_dir):
+    """The Sprites table (every method with a report, real sequences, chance, published)."""
+    rows = sprites_rows(fig_dir)
+    if not rows:
+        return "### Sprites\n\nNo method has a Sprites report in `fig/methods/sprites/` yet."
+    body = [[TITLES[m]] + [cell(r[k], pct) for k, _, pct, _ in SPRITES_FIGURES] for m, r in rows.items()]
+    real = read_json(os.path.join(fig_dir, "swaps_real.json"))
+    if real:
+        body.append(["real test sequences (the ceiling)"] + [cell({"mean": real["results"][k]["mean"]}, pct)
+                                                            for k, _, pct, _ in SPRITES_FIGURES])
+    body.append(["chance", "11.11", "16.67", "1.000", "2.197"])
+    body += [[f"{name} (published)", f"{a:.2f}", "", f"{i:.3f}", f"{h:.3f}"]
+             for name, (a, i, h) in PUBLISHED_SPRITES.items()]
+    return (f"### Sprites\n\nSeeds: {seeds_note(rows)}.\n\n" + table(["method"] + [t for _, t, _, _ in SPRITES_FIGURES],
+                                                                     body)
+            + "\n\n" + verdict(rows, SPRITES_FIGURES))
+
+
+def speech_section(fig_dir):
+    """The speech table (FSDD, 200 ms: every method in audio.json, the controls, TIMIT published)."""
+    res = read_json(os.path.join(fig_dir, "audio.json"))
+    if not res:
+        return "### Speech\n\nNo `audio.json` yet."
+    seeds = res.get("seeds", {})
+    rows = {m: {k: {**res["fsdd"][m][k], "n": len(seeds.get(m, [0, 1, 2]))} for k, *_ in SPEECH_FIGURES}
+            for m in METHODS if m in res["fsdd"]}
+    body = [[TITLES[m]] + [cell(r[k], True, r[k].get("ci")) for k, *_ in SPEECH_FIGURES]
+            + [f"{100 * (r['dynamic_eer']['mean'] - r['static_eer']['mean']):.2f}"] for m, r in rows.items()]
+    for name, what in SPEECH_CONTROLS.items():
+        if name in res["fsdd"]:
+            c = res["fsdd"][name]
+            body.append([f"`{name}`: {what}"] + [cell(c[k], True, c[k].get("ci")) if k in c else ""
+                                                  for k, *_ in SPEECH_FIGURES] + [""])
+    body += [[f"{name}, TIMIT (published)", f"{st:.2f}", f"{dy:.2f}", f"{dy - st:.2f}"]
+             for name, (st, dy) in PUBLISHED_TIMIT.items()]
+    return (f"### Speech (FSDD, 200 ms segments)\n\nSeeds: {seeds_note(rows)}. Static EER: lower is better; "
+            "dynamic EER: higher is better; [95% bootstrap interval over the test utterances].\n\n"
+            + table(["method", "static EER", "dynamic EER", "gap"], body) + "\n\n" + verdict(rows, SPEECH_FIGURES))
+
+
+def series_section(fig_dir):
+    """The time-series table (correct protocol: every method in timeseries.json, the controls)."""
+    res = read_json(os.path.join(fig_dir, "timeseries.json"))
+    if not res:
+        return "### Time series\n\nNo `timeseries.json` yet."
+    res = res["correct"]
+    figures = [(name, key, title, pct, higher) for name, fs in SERIES_FIGURES.items() for key, title, pct, higher in fs]
+    rows = {TITLES[m]: (m,) for m in METHODS if all(m in res[name] for name, *_ in figures)} | SERIES_CONTROLS
+    body = []
+    for title, keys in rows.items():
+        found = [next((res[name][k] for k in keys if k in res[name]), None) for name, *_ in figures]
+        body.append([title] + [cell(r[key], pct, r[key].get("ci")) if r else ""
+                               for r, (_, key, _, pct, _) in zip(found, figures)])
+    return ("### Time series (the correct protocol)\n\nOne trained model per method and set; ± is the spread of the "
+            "probe over its runs, [the 95% bootstrap interval over the test set].\n\n"
+            + table(["method"] + [t for _, _, t, _, _ in figures], body))
+
+
+def markdown(fig_dir="fig"):
+    """docs/methods.md's results: the three tables, each with its line on the seed spread."""
+    return "\n\n".join(f(fig_dir) for f in (sprites_section, speech_section, series_section))
+
+
+def headline(fig_dir="fig"):
+    """The README's table: one row per method, a figure or two per modality; '-' where not run."""
+    sprites = sprites_rows(fig_dir)
+    audio = (read_json(os.path.join(fig_dir, "audio.json")) or {}).get("fsdd", {})
+    series = (read_json(os.path.join(fig_dir, "timeseries.json")) or {}).get("correct", {})
+    body = []
+    for m in METHODS:
+        cells = [cell(sprites[m][k], pct) if m in sprites else "-" for k, _, pct, _ in SPRITES_FIGURES[:1]
+                 + SPRITES_FIGURES[2:3]]
+        cells += [cell(audio[m][k], True) if m in audio else "-" for k, *_ in SPEECH_FIGURES]
+        cells += [cell(series[name][m][key], pct) if m in series.get(name, {}) else "-"
+                  for name, key, pct in (("etth1", "mae", False), ("physionet", "auprc", False))]
+        body.append([f"**{TITLES[m]}**" if m == "spyl" else TITLES[m]] + cells)
+    return table(["method", "Sprites action", "Sprites IS", "speech static EER", "speech dynamic EER", "ETTh1 MAE",
+                  "PhysioNet AUPRC"], body)

@@ -1,0 +1,65 @@
+"""compare.py: the methods' tables printed from small result files."""
+import json
+
+import pytest
+
+import compare
+from conftest import ROOT  # noqa: F401  (the repository on the path)
+
+
+def write(path, data):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+def sprites_report(action, is_, skin=0.9, hyx=0.01):
+    return {"results": {"action": {"mean": action}, "oracle_skin": {"mean": skin}, "IS": {"mean": is_},
+                        "H(y|x)": {"mean": hyx}}}
+
+
+@pytest.fixture
+def fig(tmp_path):
+    for seed, (a, i) in enumerate([(0.99, 8.70), (0.98, 8.72), (0.97, 8.74)]):
+        write(tmp_path / "methods" / "sprites" / f"spyl-{seed}.json", sprites_report(a, i))
+    for seed, (a, i) in enumerate([(0.99, 8.30), (0.97, 8.32), (0.98, 8.31)]):
+        write(tmp_path / "methods" / "sprites" / f"dsvae-{seed}.json", sprites_report(a, i))
+    write(tmp_path / "methods" / "sprites" / "dbse-0.json", sprites_report(0.5, 7.0))
+    eer = lambda m, s: {"mean": m, "std": s, "ci": [m - 0.02, m + 0.02]}
+    write(tmp_path / "audio.json", {"seeds": {"spyl": [0, 1, 2], "fhvae": [0, 1, 2]}, "fsdd": {
+        "spyl": {"static_eer": eer(0.15, 0.01), "dynamic_eer": eer(0.30, 0.01)},
+        "fhvae": {"static_eer": eer(0.30, 0.01), "dynamic_eer": eer(0.31, 0.01)},
+        "raw_mean_std": {"static_eer": eer(0.21, 0.0)}}})
+    return tmp_path
+
+
+def test_tables_hold_each_method_over_seeds_and_say_what_exceeds_the_spread(fig, capsys):
+    compare.main(["--fig-dir", str(fig)])
+    out = capsys.readouterr().out
+    sprites, speech, series = out.split("### ")[1:]
+    rows = lambda text: {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    video = rows(sprites)
+    assert "98.00 ± 1.00" in video["SPYL"] and "8.720 ± 0.020" in video["SPYL"]   # mean ± std over the 3 seeds
+    assert "8.310 ± 0.010" in video["DSVAE"] and "50.00 |" in video["DBSE"]        # one seed: no ±
+    assert "S3VAE" not in video and "C-DSVAE (published)" in video                 # no results, no row
+    beyond, within = sprites.split("Within it:")
+    assert "DSVAE IS (SPYL ahead)" in beyond and "DSVAE action" in within and "DSVAE action" not in beyond
+    assert "DBSE action (one seed: no spread)" in within
+    assert "15.00 ± 1.00 [13.0, 17.0]" in rows(speech)["SPYL"]
+    beyond, within = speech.split("Within it:")
+    assert "FHVAE static EER (SPYL ahead)" in beyond and "FHVAE dynamic EER" in within
+    assert "`raw_mean_std`" in speech and "No `timeseries.json` yet." in series
+
+
+def test_headline_has_a_row_per_method_and_a_dash_where_not_run(fig, capsys):
+    compare.main(["--fig-dir", str(fig), "--headline"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 + 6
+    spyl = next(line for line in lines if "**SPYL**" in line)
+    assert "98.00 ± 1.00" in spyl and "15.00 ± 1.00" in spyl and spyl.rstrip(" |").endswith("-")
+    assert next(line for line in lines if line.startswith("| C-DSVAE")).count(" - ") == 6
+
+
+def test_an_empty_folder_says_what_is_missing(tmp_path, capsys):
+    compare.main(["--fig-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "No method has a Sprites report" in out and "No `audio.json` yet." in out
