@@ -329,9 +329,9 @@ def retrain(name, splits, data_root, weights_dir, runs_dir, device, methods=tupl
             tag = f"{name}-{row}-kl{kl:g}"
             path = os.path.join(runs_dir, tag, "model.pth")
             paths.append(path)
-            if not os.path.isfile(path):  # a run interrupted here picks up where it stopped
+            if not os.path.isfile(path):  # a candidate interrupted here goes on from its checkpoint
                 train_model(name, path, os.path.join(runs_dir, tag, "run"), data_root, method=row,
-                            flags=["--w-kl-s", str(kl), "--w-kl-d", str(kl)])
+                            flags=["--w-kl-s", str(kl), "--w-kl-d", str(kl)], resume=True)
             figures = validation_figures(name, SPYL.load(path, map_location=device), splits, device)
             tried.append({"w_kl": kl, "valid": figures, "criterion": criterion(name, figures)})
             print(f"{tag}: validation {figures}", file=sys.stderr)

@@ -64,8 +64,8 @@ def nt_xent(a, b, tau):
     negatives the other 2B - 2 rows; cosine similarity over tau, the mean over rows."""
     v = F.normalize(torch.cat([a, b]), dim=1)                                    # 2B x D
     sim = (v @ v.T / tau).fill_diagonal_(float("-inf"))
-    B = a.shape[0]
-    target = torch.cat([torch.arange(B, 2 * B), torch.arange(B)]).to(a.device)
+    rows = torch.arange(a.shape[0], device=a.device)   # made on the device: no copy inside a CUDA graph
+    target = torch.cat([rows + a.shape[0], rows])
     return F.cross_entropy(sim, target)
 
 

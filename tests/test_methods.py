@@ -3,6 +3,7 @@ trains, saves, resumes and is refused like SPYL."""
 import contextlib
 import io
 import json
+import os
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import torch
 import methods
 import swaps_experiments
 import train
-from conftest import tiny_config
+from conftest import SHARED, tiny_config
 from methods.cdsvae import content_view, motion_view, nt_xent
 from methods.fhvae import SEQ_VAR
 from methods.s3vae import motion_targets, shuffle_steps
@@ -19,6 +20,7 @@ from model import CONFIG_RULES, SPYL
 from utils import SPYLError, load_checkpoint, run_main
 
 NAMES = list(methods.METHODS)
+SERIES = os.path.join(SHARED, "timeseries")
 N_TRAIN = 54  # sequences of the first 8 characters of the built-in set
 FAST = ["--preset", "tiny", "--chars", "8", "--batch-size", "8", "--bank-factor", "1", "--n-negatives", "4",
         "--val-size", "16", "--log-every", "3", "--epochs", "2", "--warmup-epochs", "1", "--eval-every", "0"]
@@ -250,3 +252,15 @@ def test_method_defaults_sit_between_preset_and_flags():
 def test_bad_method_flags_are_refused_in_one_line(argv, match):
     with pytest.raises(SPYLError, match=match):
         train.parse_args(["--preset", "tiny", *argv])
+
+
+@pytest.mark.skipif(not os.path.isdir(SERIES), reason="../shared/timeseries not present")
+@pytest.mark.parametrize("name", NAMES)
+def test_every_method_trains_on_a_time_series_with_its_preset(name, tmp_path):
+    with contextlib.redirect_stderr(io.StringIO()):
+        train.main(["--dataset", "etth1", "--data-root", SERIES, "--epochs", "2", "--method", name, "--run-dir",
+                    str(tmp_path / "r"), "--out", str(tmp_path / "m.pth")])
+    model = SPYL.load(tmp_path / "m.pth")
+    assert model.method == name and model.config.frame_net == "mlp" and model.config.x_dim == 144
+    log = [json.loads(line) for line in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 2 and all(np.isfinite(r["train"]["loss"]) and np.isfinite(r["val_loss"]) for r in log)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import torch
 import pytest
 
 from conftest import ROOT
@@ -325,3 +326,32 @@ def test_markdown_tables_from_a_results_file(tmp_path):
     p = subprocess.run([sys.executable, "timeseries_experiments.py", "--markdown", str(tmp_path / "bad.json")],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "not a results file" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_retrain_chooses_each_methods_kl_weight_on_validation_and_keeps_the_other_records(tmp_path, monkeypatch):
+    import timeseries_experiments as ts
+    from conftest import tiny_config
+    from methods import build
+    from model import SPYL
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "selection-etth1.json").write_text(json.dumps({"spyl": {"chosen": {"w_kl": 0.1}}}))
+    trained = []
+
+    def fake_train(name, path, run_dir, data_root, method, flags, resume):
+        trained.append((method, flags[1], resume))
+        build(tiny_config(method=method, frame_net="mlp", x_dim=3, frames=4)).save(path, data=name)
+    monkeypatch.setattr(ts, "train_model", fake_train)
+    mae = {"0.01": 9.0, "0.1": 7.0, "1.0": 8.0}              # the middle weight scores best on validation
+    monkeypatch.setattr(ts, "validation_figures", lambda name, model, splits, device: {"mae": next(
+        v for k, v in mae.items() if trained[-1][1] == k)})
+    record = ts.retrain("etth1", None, "", str(tmp_path / "w"), str(runs), "cpu", methods=("dbse", "fhvae"))
+    assert [(m, kl) for m, kl, _ in trained] == [(m, kl) for m in ("dbse", "fhvae") for kl in ("0.01", "0.1", "1.0")]
+    assert all(resume for *_, resume in trained)            # an interrupted candidate goes on from its checkpoint
+    saved = json.loads((runs / "selection-etth1.json").read_text())
+    assert saved == record and saved["spyl"] == {"chosen": {"w_kl": 0.1}}
+    assert saved["dbse"]["chosen"] == saved["fhvae"]["chosen"] == {"w_kl": 0.1}
+    shipped = tmp_path / "w" / "etth1-fhvae.pth"
+    assert type(SPYL.load(shipped)).__name__ == "FHVAE"
+    assert all(v.dtype == torch.float16 for v in torch.load(shipped, weights_only=True)["model"].values()
+               if v.is_floating_point())                   # written in half precision
