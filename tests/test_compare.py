@@ -63,3 +63,18 @@ def test_an_empty_folder_says_what_is_missing(tmp_path, capsys):
     compare.main(["--fig-dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert "No method has a Sprites report" in out and "No `audio.json` yet." in out
+
+
+def test_the_docs_and_readme_hold_the_tables_the_shipped_results_give():
+    for path, marker in compare.BLOCKS:
+        with open(path) as f:
+            text = f.read()
+        table = compare.markdown("fig") if marker == "tables" else compare.headline("fig")
+        assert compare.replace_block(text, marker, table) == text, f"run `python compare.py --update` ({path})"
+
+
+def test_replace_block_sets_only_the_block_and_refuses_a_file_without_one():
+    text = "a\n<!-- compare.py headline -->\nold\n<!-- /compare.py -->\nb\n"
+    assert compare.replace_block(text, "headline", "new") == text.replace("old", "new")
+    with pytest.raises(Exception, match="no '<!-- compare.py tables -->'"):
+        compare.replace_block(text, "tables", "new")
