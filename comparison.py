@@ -186,7 +186,8 @@ def headline(fig_dir="fig"):
         cells = [cell(sprites[m][k], pct) if m in sprites else "-" for k, _, pct, _ in SPRITES_FIGURES[:1]
                  + SPRITES_FIGURES[2:3]]
         cells += [cell(audio[m][k], True) if m in audio else "-" for k, *_ in SPEECH_FIGURES]
-        cells += [cell(series[name][m][key], pct) if m in series.get(name, {}) else "-"
+        # one trained model per method and set: its ± would be the probe's, not a seed spread
+        cells += [cell({"mean": series[name][m][key]["mean"]}, pct) if m in series.get(name, {}) else "-"
                   for name, key, pct in (("etth1", "mae", False), ("physionet", "auprc", False))]
         body.append([f"**{TITLES[m]}**" if m == "spyl" else TITLES[m]] + cells)
     return table(["method", "Sprites action", "Sprites IS", "speech static EER", "speech dynamic EER", "ETTh1 MAE",
