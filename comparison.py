@@ -18,7 +18,7 @@ import numpy as np
 from methods import METHODS, TITLES
 
 # Published figures, as SPYL's paper reprints them (Table 1, Sprites; Table 2, TIMIT) and DBSE's
-# tables (time series). Recalled, not read from a stored copy (../shared/METHODS.md): direction only.
+# tables (time series). Recalled, not read from a stored copy of the papers: direction only.
 PUBLISHED_SPRITES = {  # action accuracy (%), IS, H(y|x)
     "DSVAE": (90.73, 8.384, 0.072), "S3VAE": (99.49, 8.637, 0.041), "C-DSVAE": (99.99, 8.871, 0.014),
     "SPYL": (100.0, 8.942, 0.006)}
