@@ -44,8 +44,6 @@ from model import SPYL
 from probes import classify, frozen_codes, mean_std
 from utils import ArgumentParser, SPYLError, atomic_write, figure, pick_device, run_main, save_figure
 
-# Static / dynamic EER on TIMIT as reprinted in later work (%).
-ANCHORS = PUBLISHED_TIMIT
 # (row, the sequence unit its models are trained on): the unit names are data set names, a row's
 # method the part of its name before any "_". Every method (methods/) has a 200 ms row; the
 # shipped weights are those of UNITS; the 640 ms rows are one --units away.
@@ -211,7 +209,6 @@ def rows_of(units, methods=tuple(METHODS)):
     return {row: unit for row, unit in ROWS.items() if unit in units and row.split("_")[0] in methods}
 
 
-
 def parse_units(text):
     """'fsdd,fsdd_200ms' -> ('fsdd', 'fsdd_200ms'), or a one-line error naming the units there are."""
     units = tuple(dict.fromkeys(u.strip() for u in text.split(",") if u.strip()))
@@ -248,7 +245,7 @@ def format_table(results):
                      + f"{ci(f['static_eer']):>15}{ci(f['dynamic_eer']):>15}"
                      + "".join(f"{pct(f[k]):>16}" for k in FIGURES[2:]))
     lines.append(f"{'TIMIT (published)':<22}")
-    for name, (st, dy) in ANCHORS.items():
+    for name, (st, dy) in PUBLISHED_TIMIT.items():  # static / dynamic EER on TIMIT as later work reprints them
         lines.append(f"{name:<22}{st:>16.2f}{dy:>16.2f}{dy - st:>8.2f}")
     lines.append("(EER and accuracies in %; static EER: lower is better, dynamic EER: higher is better)")
     return "\n".join(lines)

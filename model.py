@@ -220,6 +220,12 @@ def log_density(z, mean, logvar):
     return -0.5 * (math.log(2 * math.pi) + logvar + (z - mean).pow(2) * torch.exp(-logvar))
 
 
+def squared_error(x_hat, x):
+    """Elementwise (x_hat - x)^2, 0 where x was not observed (NaN, as time series store them).
+    No branch, so no host sync on a GPU; for complete data it is the plain squared error."""
+    return torch.where(x == x, x_hat - x, 0.0).pow(2)
+
+
 def mutual_information(s, s_mean, s_logvar, d, d_mean, d_logvar, dataset_size, density="exact"):
     """Minibatch-weighted-sampling estimate of I(s; d_t), clamped at zero and averaged.
 
@@ -470,10 +476,8 @@ class SPYL(nn.Module):
         """
         cfg = self.config
         B = x.shape[0]
-        # Missing values (NaN) count nowhere in the reconstruction; no branch, so no host sync
-        # on a GPU, and for complete data the mask is all ones and changes nothing. encode
+        # Missing values (NaN) count nowhere in the reconstruction (squared_error); encode
         # zero-fills them at the input.
-        observed = x == x
         s_mean, s_logvar, d_mean, d_logvar = self.encode(x)
         s, d = reparameterize(s_mean, s_logvar), reparameterize(d_mean, d_logvar)
         x_hat = self.decode(s, d)
@@ -481,7 +485,7 @@ class SPYL(nn.Module):
         z = Pass(*(t.float() for t in (s_mean, s_logvar, d_mean, d_logvar, s, d, x_hat)))
         p_mean, p_logvar = p_mean.float(), p_logvar.float()
         terms = {
-            "recon": torch.where(observed, z.x_hat - x, 0.0).pow(2).sum() / B,
+            "recon": squared_error(z.x_hat, x).sum() / B,
             "kl_s": kl_standard_normal(z.s_mean, z.s_logvar).sum() / B,
             "kl_d": kl_normal(z.d_mean, z.d_logvar, p_mean, p_logvar).sum() / B,
         }
@@ -492,13 +496,18 @@ class SPYL(nn.Module):
         terms["loss"] = total
         return terms
 
+    def mi_penalty(self, z):
+        """The MI estimate between s and d_t of a batch's Pass (mutual_information), with the
+        config's dataset size and density: SPYL's penalty, and C-DSVAE's and S3VAE's."""
+        return mutual_information(z.s, z.s_mean, z.s_logvar, z.d, z.d_mean, z.d_logvar, self.config.dataset_size,
+                                  self.config.mi_density)
+
     def method_terms(self, x, z, contrastive, index):
         """SPYL's own terms, {name: (weight, value)}: the MI penalty always, and after the warm-up
         the two sample-and-predict InfoNCE terms. z: the batch's Pass (posteriors, samples, x_hat)."""
         cfg = self.config
         B, T = x.shape[:2]
-        own = {"mi": (cfg.w_mi, mutual_information(z.s, z.s_mean, z.s_logvar, z.d, z.d_mean, z.d_logvar,
-                                                   cfg.dataset_size, cfg.mi_density))}
+        own = {"mi": (cfg.w_mi, self.mi_penalty(z))}
         if not contrastive:
             return own
         bank_s_mean, bank_s_logvar, bank_d_mean, bank_d_logvar = self._negative_bank(cfg.bank_factor * B, T)

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from methods.s3vae import shuffle_steps
-from model import SPYL, mutual_information
+from model import SPYL
 
 GRAYSCALE_P = 0.2
 JITTER_P = 0.8            # the colour jitter is applied to a clip with this probability, as SimCLR
@@ -80,8 +80,7 @@ class CDSVAE(SPYL):
         motion view's, flattened over steps). contrastive=False (a warm-up asked for) leaves the
         InfoNCE terms out."""
         cfg = self.config
-        own = {"mi": (cfg.w_mi, mutual_information(z.s, z.s_mean, z.s_logvar, z.d, z.d_mean, z.d_logvar,
-                                                   cfg.dataset_size, cfg.mi_density))}
+        own = {"mi": (cfg.w_mi, self.mi_penalty(z))}
         if contrastive:
             # A missing value (NaN) moves with its step in the content view and stays NaN in the
             # motion view's arithmetic: encode zero-fills both as it does x.

@@ -27,7 +27,7 @@ Where this departs, and why:
 import torch
 import torch.nn as nn
 
-from model import SPYL, reference_init
+from model import SPYL, reference_init, squared_error
 
 
 class DBSE(SPYL):
@@ -76,5 +76,5 @@ class DBSE(SPYL):
     def method_terms(self, x, z, contrastive, index):
         """{"anchor": (w_anchor, the anchor step's summed squared error / B)} (observed values only)."""
         rows = torch.arange(x.shape[0], device=x.device), self.anchor_step(x)
-        err = torch.where(x == x, z.x_hat - x, 0.0).pow(2)[rows]                     # B x *step_shape
+        err = squared_error(z.x_hat, x)[rows]                                       # B x *step_shape
         return {"anchor": (self.config.w_anchor, err.sum() / x.shape[0])}

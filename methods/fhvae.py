@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model import SPYL, kl_normal, kl_standard_normal, reference_init, reparameterize
+from model import SPYL, kl_normal, kl_standard_normal, reference_init, reparameterize, squared_error
 
 SEQ_VAR = 0.25    # the variance of z_seq around its sequence's mean (std 0.5), as the reference
 
@@ -125,7 +125,7 @@ class FHVAE(SPYL):
         step_w = steps.float()[..., None]                                          # B x T x 1
         log_var = torch.full_like(z_mean, math.log(SEQ_VAR))
         terms = {
-            "recon": torch.where(x == x, x_hat - x, 0.0).pow(2).sum() / B,
+            "recon": squared_error(x_hat, x).sum() / B,
             "kl_s": (kl_normal(z_mean, z_logvar, mu[:, None].expand_as(z_mean), log_var) * step_w).sum() / B,
             "kl_d": (kl_standard_normal(d_mean, d_logvar) * step_w).sum() / B,
         }
