@@ -21,6 +21,7 @@ import torch
 from dataloader import ATTRIBUTES, AUDIO, N_CHARACTERS, TIMESERIES, SequenceData, load_dataset
 from evaluation import Stages, compare_table, evaluate, evaluation_layout, format_table, markdown_rows
 from judging import judge_paths, load_judges
+from methods import TITLES
 from model import SPYL
 from oracle import REAL_FRAME_RMS, PixelOracle
 from utils import (ArgumentParser, SPYLError, between, atomic_write, figure, load_checkpoint, pick_device,
@@ -60,29 +61,61 @@ def swap_figures(model, data, device, fig_dir, pairs, seed=0, oracle=None):
     atomic_write(path, lambda f: f.write(buf.getvalue()))
     written.append(path)
     # what the static figures judge: each test sequence, then its appearance with motions from the prior
-    # the oracle outlines in red each frame that is not near a real frame of the character (a blend)
-    n = 3
     rows, labels, marks = [], [], []
     for i in sorted({p[0] for p in pairs}):
-        x = data.batch(np.array([i]), device)
-        s_mean = model.encode(x)[0]
-        samples = model.decode(s_mean.expand(n, -1), model.sample_dynamics(n, T))
-        read, rms = (oracle.read(samples, np.repeat(data.labels[i:i + 1, 1:], n, axis=0), distances=True)
-                     if oracle is not None else (None, None))
-        rows += [x[0], *samples]
-        marks += [None, *(rms >= REAL_FRAME_RMS if rms is not None else [None] * n)]
-        labels.append(f"test #{i}: " + " ".join(f"{a} {v}" for a, v in zip(ATTRIBUTES, data.labels[i, 1:])))
-        for j in range(n):
-            text = f"kept look, prior motion {j + 1}"
-            if read is not None:
-                wrong = [f"{a} {v}" for a, v, t in zip(ATTRIBUTES, read[j], data.labels[i, 1:]) if v != t]
-                text += ": oracle " + ("reads all 4 right" if not wrong else "reads " + ", ".join(wrong))
-                text += f"; {int((rms[j] >= REAL_FRAME_RMS).sum())} of {T} frames blended"
-            labels.append(text)
+        rows.append(data.batch(np.array([i]), device)[0])
+        labels.append(sequence_label(data, i))
+        marks.append(None)
+        r, lab, m = static_kept_rows(model, data, i, 3, device, oracle)
+        rows, labels, marks = rows + r, labels + lab, marks + m
     path = os.path.join(fig_dir, "static_kept.png")
     save_labelled_grid(rows, labels, path, label_width=470, marks=marks)
     written.append(path)
     return written
+
+
+def sequence_label(data, i):
+    """'test #i: skin 2 pants 0 ...': a test sequence's row label with its attributes."""
+    return f"test #{i}: " + " ".join(f"{a} {v}" for a, v in zip(ATTRIBUTES, data.labels[i, 1:]))
+
+
+@torch.no_grad()
+def static_kept_rows(model, data, i, n, device, oracle=None, name=""):
+    """n samples with test sequence i's appearance (s's mean) and motions from the prior: (rows,
+    labels, marks). The oracle, where there is one, reads each sample's attributes and outlines in
+    red each frame not near a real frame of the character (a blend)."""
+    x = data.batch(np.array([i]), device)
+    T = x.shape[1]
+    s_mean = model.encode(x)[0]
+    samples = model.decode(s_mean.expand(n, -1), model.sample_dynamics(n, T))
+    read, rms = (oracle.read(samples, np.repeat(data.labels[i:i + 1, 1:], n, axis=0), distances=True)
+                 if oracle is not None else (None, None))
+    labels = []
+    for j in range(n):
+        text = f"{name + ': ' if name else ''}kept look, prior motion {j + 1}"
+        if read is not None:
+            wrong = [f"{a} {v}" for a, v, t in zip(ATTRIBUTES, read[j], data.labels[i, 1:]) if v != t]
+            text += ": oracle " + ("reads all 4 right" if not wrong else "reads " + ", ".join(wrong))
+            text += f"; {int((rms[j] >= REAL_FRAME_RMS).sum())} of {T} frames blended"
+        labels.append(text)
+    return list(samples), labels, list(rms >= REAL_FRAME_RMS) if rms is not None else [None] * n
+
+
+@torch.no_grad()
+def methods_figure(models, data, device, indices, path, n=2, seed=0, oracle=None):
+    """For the same test sequences, each model's static-kept samples one under another: a test
+    sequence, then n samples of every model (name, model) with its appearance and the model's own
+    prior motions, drawn from the same seed. Writes the PNG at path."""
+    rows, labels, marks = [], [], []
+    for i in indices:
+        rows.append(data.batch(np.array([i]), device)[0])
+        labels.append(sequence_label(data, i))
+        marks.append(None)
+        for name, model in models:
+            seed_everything(seed + i)  # every model draws its motions from the same generator state
+            r, lab, m = static_kept_rows(model.eval(), data, i, n, device, oracle, name)
+            rows, labels, marks = rows + r, labels + lab, marks + m
+    save_labelled_grid(rows, labels, path, label_width=560, marks=marks)
 
 
 def plot_swap_curves(run_dirs, path):
@@ -126,6 +159,50 @@ def check_video_model(ckpt, path):
     if script:
         raise SPYLError(f"{path} is a model of the {data} data set, not of video; the swap experiments judge Sprites "
                         f"and the built-in set. Evaluate it with `python {script}`")
+
+
+def load_video_model(path, device):
+    """(model, data set name) from a model file or checkpoint of a video data set."""
+    ckpt = load_checkpoint(path)
+    check_video_model(ckpt, path)
+    return SPYL.from_checkpoint(ckpt, path).to(device).eval(), ckpt.get("data", "sprites")
+
+
+def figure_pairs(text, seed, n):
+    """The test pairs of the figures: --pairs ('0:9,100:2000') or 3 at random from seed."""
+    rng = np.random.default_rng(seed)
+    try:
+        pairs = ([tuple(int(i) for i in pair.split(":")) for pair in text.split(",")] if text
+                 else [tuple(rng.choice(n, 2, replace=False)) for _ in range(3)])
+    except ValueError:
+        raise SPYLError(f"--pairs must look like 0:9,100:2000, got {text!r}") from None
+    if any(not 0 <= i < n for pair in pairs for i in pair):
+        raise SPYLError(f"--pairs indices must be in 0..{n - 1}")
+    return pairs
+
+
+def build_oracle(train, test):
+    """The pixel oracle of the data, or None (with a note) where it holds too few characters."""
+    oracle = PixelOracle(train, test)
+    if len(oracle.rows) < N_CHARACTERS:  # a subset of characters: neighbours would be missing
+        print(f"note: the data hold {len(oracle.rows)} of {N_CHARACTERS} characters, too few for the pixel "
+              "oracle; skipped", file=sys.stderr)
+        return None
+    return oracle
+
+
+def draw_methods_figure(a, device):
+    """--static-kept: every model's static-kept samples of the same test sequences, one figure."""
+    models = [load_video_model(path, device) for path in a.static_kept]
+    if any(d != models[0][1] for _, d in models):
+        raise SPYLError("--static-kept models must share one data set, got " + ", ".join(d for _, d in models))
+    train, test = load_dataset(models[0][1], a.data_dir, a.sheets or None, a.chars or None)
+    oracle = None if a.no_oracle else build_oracle(train, test)
+    indices = sorted({p[0] for p in figure_pairs(a.pairs, a.seed, len(test))})
+    path = os.path.join(a.fig_dir or default_fig_dir(a.static_kept[0]), "static_kept_methods.png")
+    methods_figure([(TITLES[m.config.method], m) for m, _ in models], test, device, indices, path,
+                   seed=a.seed, oracle=oracle)
+    print(f"wrote {path}")
 
 
 def read_report(path):
@@ -180,6 +257,10 @@ def main(argv=None):
                    help="with --compare: the run of several repeats whose std is the unit")
     p.add_argument("--profile", action="store_true",
                    help="print the seconds spent in each stage (encode, draw, decode, each judge, oracle)")
+    p.add_argument("--static-kept", nargs="+", metavar="MODEL",
+                   help="only draw, for the same test sequences (--pairs' first members, or 3 at random), each "
+                   "model's static-kept samples one under another: <fig-dir>/static_kept_methods.png (default fig-dir: "
+                   "beside the first model)")
     p.add_argument("--real", action="store_true",
                    help="score the real test sequences themselves (the ceiling of every figure) "
                    "instead of a model; writes <fig-dir>/swaps_real.json")
@@ -196,27 +277,21 @@ def main(argv=None):
         base, other = (read_report(path)["results"] for path in a.compare)
         print(compare_table(base, other, read_report(a.spread_from)["results"] if a.spread_from else base))
         return
-    a.fig_dir = a.fig_dir or default_fig_dir(a.weights, a.real)
     device = pick_device(a.device)
+    if a.static_kept:
+        draw_methods_figure(a, device)
+        return
+    a.fig_dir = a.fig_dir or default_fig_dir(a.weights, a.real)
     amp_dtype = resolve_precision(a.precision, device)
     if a.real:
         model, data_name, a.weights = None, "sprites", "real test sequences"
     else:
-        ckpt = load_checkpoint(a.weights)
-        check_video_model(ckpt, a.weights)
-        model = SPYL.from_checkpoint(ckpt, a.weights).to(device).eval()
+        model, data_name = load_video_model(a.weights, device)
         model = evaluation_layout(model, device, amp_dtype)
-        data_name = ckpt.get("data", "sprites")  # from_checkpoint has checked it is our dict
     paths = a.judges or judge_paths(data_name)
     judges = load_judges(paths, data_name, device)
     train, test = load_dataset(data_name, a.data_dir, a.sheets or None, a.chars or None)
-    oracle = None
-    if not a.no_oracle:
-        oracle = PixelOracle(train, test)
-        if len(oracle.rows) < N_CHARACTERS:  # a subset of characters: neighbours would be missing
-            print(f"note: the data hold {len(oracle.rows)} of {N_CHARACTERS} characters, too few for the pixel "
-                  "oracle; skipped", file=sys.stderr)
-            oracle = None
+    oracle = None if a.no_oracle else build_oracle(train, test)
     if a.split == "train":  # the oracle was built from both splits: it knows every character either way
         test = train
     if a.sequences and a.sequences < len(test):  # after the oracle, which renders characters from the whole split
@@ -243,14 +318,7 @@ def main(argv=None):
     if a.real or a.split == "train":
         print(f"wrote {out_json}")
         return
-    rng = np.random.default_rng(a.seed)
-    try:
-        pairs = ([tuple(int(i) for i in pair.split(":")) for pair in a.pairs.split(",")] if a.pairs
-                 else [tuple(rng.choice(len(test), 2, replace=False)) for _ in range(3)])
-    except ValueError:
-        raise SPYLError(f"--pairs must look like 0:9,100:2000, got {a.pairs!r}") from None
-    if any(not 0 <= i < len(test) for pair in pairs for i in pair):
-        raise SPYLError(f"--pairs indices must be in 0..{len(test) - 1}")
+    pairs = figure_pairs(a.pairs, a.seed, len(test))
     written = swap_figures(model, test, device, a.fig_dir, pairs, a.seed, oracle)
     print(f"wrote {out_json} and {', '.join(written)}")
 

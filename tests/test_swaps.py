@@ -227,6 +227,24 @@ def test_scoring_another_model_writes_beside_it_and_leaves_the_shipped_figures_a
     assert swaps_experiments.default_fig_dir("runs/x/model.pth") == os.path.join("runs", "x", "model_eval")
 
 
+def test_methods_figure_shows_every_models_static_kept_samples_of_the_same_sequences(tmp_path):
+    from PIL import Image
+    torch.manual_seed(0)
+    build(tiny_config(conv_width=8)).save(tmp_path / "a.pth", data="builtin")
+    build(tiny_config(conv_width=8, method="fhvae")).save(tmp_path / "b.pth", data="builtin")
+    args = ["--static-kept", str(tmp_path / "a.pth"), str(tmp_path / "b.pth"), "--chars", "12", "--pairs", "0:9,3:4"]
+    swaps_experiments.main(args)
+    png = tmp_path / "a_eval" / "static_kept_methods.png"   # beside the first model by default
+    # 2 sequences, each followed by 2 samples of each of the 2 models: 10 rows of 64 px, padded, doubled
+    assert Image.open(png).size[1] == 2 * (2 + 10 * (64 + 2))
+    first = png.read_bytes()
+    swaps_experiments.main(args + ["--fig-dir", str(tmp_path / "again")])
+    assert (tmp_path / "again" / "static_kept_methods.png").read_bytes() == first   # the draws are seeded
+    build(tiny_config(conv_width=8)).save(tmp_path / "c.pth", data="sprites")
+    with pytest.raises(SPYLError, match="share one data set"):
+        swaps_experiments.main(["--static-kept", str(tmp_path / "a.pth"), str(tmp_path / "c.pth"), "--chars", "12"])
+
+
 @have_judges
 def test_script_judges_training_sequences_where_a_schedule_is_chosen(sprites_dir, tmp_path):
     SPYL(tiny_config(conv_width=8)).save(tmp_path / "m.pth", data="sprites")
