@@ -322,6 +322,11 @@ class SPYL(nn.Module):
     warms_up = True
     # values of shared config fields the method's reference code sets differently (methods.defaults)
     defaults = {}
+    # weights only training reads, left out of half-precision (released) files: FHVAE's table of
+    # training sequences is most of its bytes and no evaluation reads it
+    training_only = ()
+    # the training_only weights the file this model was loaded from did not hold
+    left_out = ()
 
     def __init__(self, config=None, frame_encoder=None, frame_decoder=None):
         """Build from a config; pass frame_encoder/frame_decoder to swap the per-step nets."""
@@ -528,16 +533,18 @@ class SPYL(nn.Module):
 
     def checkpoint(self, data="sprites", half=False):
         """The dict `save` writes: format tag, version, config, the data set's name, weights
-        (floating-point tensors in fp16 with half=True; loading puts them back in fp32)."""
+        (with half=True, a released file: floating-point tensors in fp16, which loading puts back in
+        fp32, and without the weights only training reads, named under "left_out")."""
         state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
+        left_out = [k for k in self.training_only if half]
         if half:
-            state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+            state = {k: v.half() if v.is_floating_point() else v for k, v in state.items() if k not in left_out}
         return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": asdict(self.config),
-                "data": data, "model": state}
+                "data": data, "model": state, **({"left_out": left_out} if left_out else {})}
 
     def save(self, path, data="sprites", half=False):
         """Write weights, config and the name of the data set trained on to path, atomically;
-        half=True stores the weights in fp16, half the bytes (for released files)."""
+        half=True writes a released file (fp16, half the bytes, without training-only weights)."""
         atomic_torch_save(self.checkpoint(data, half), path)
 
     @classmethod
@@ -557,11 +564,16 @@ class SPYL(nn.Module):
         from methods import METHODS  # the method's own class; methods/ imports this module, so not at the top
         model = METHODS[config.method](config)
         try:
-            model.load_state_dict(ckpt["model"])
-        except RuntimeError as e:
-            first = str(e).strip().splitlines()[1:2] or [str(e)]
-            raise SPYLError(f"{path} does not match its stored config ({first[0].strip()}); the file is damaged or "
-                            "was edited") from None
+            missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+        except RuntimeError as e:  # a tensor of another shape
+            problem = (str(e).strip().splitlines()[1:2] or [str(e)])[0].strip()
+        else:  # a released file may leave out what only training reads, and says so
+            allowed = set(ckpt.get("left_out", ())) & set(model.training_only)
+            wrong = sorted(set(missing) - allowed)
+            problem = f"missing {wrong}" if wrong else f"unexpected {unexpected}" if unexpected else None
+            model.left_out = tuple(sorted(missing))
+        if problem:
+            raise SPYLError(f"{path} does not match its stored config ({problem}); the file is damaged or was edited")
         return model
 
     @classmethod

@@ -294,6 +294,9 @@ def start_from(model, path, mcfg):
     """Load a model file's weights into a fresh run (fine-tuning, or a long schedule trained in
     legs); its architecture must be the one configured."""
     source = SPYL.from_checkpoint(load_checkpoint(path), path)
+    if source.left_out:
+        raise SPYLError(f"--init-from {path}: a released file, without {', '.join(source.left_out)} (weights only "
+                        "training reads); start from its run's checkpoint.pt, or train afresh")
     theirs, ours = asdict(source.config), asdict(mcfg)
     differ = sorted(k for k in ARCHITECTURE_FIELDS if theirs[k] != ours[k])
     if differ:

@@ -43,6 +43,7 @@ class FHVAE(SPYL):
     method = "fhvae"
     warms_up = False
     defaults = {}
+    training_only = ("mu",)   # the table: released (half) files leave it out
 
     def __init__(self, config=None, frame_encoder=None, frame_decoder=None):
         """The backbone's per-step encoder and decoder, per-step posteriors in place of its

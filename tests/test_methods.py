@@ -192,6 +192,27 @@ def test_fhvae_table_has_one_row_per_training_sequence_and_no_prior_to_fit(tmp_p
     assert "no learned prior" in err.getvalue()
 
 
+def test_a_released_fhvae_file_leaves_out_its_table_and_reads_the_same(tmp_path, builtin_small):
+    model = model_of("fhvae", dataset_size=500).eval()
+    model.save(tmp_path / "full.pth", data="builtin", half=True)
+    ckpt = torch.load(tmp_path / "full.pth", weights_only=True)
+    assert "mu" not in ckpt["model"] and ckpt["left_out"] == ["mu"]
+    loaded = SPYL.load(tmp_path / "full.pth")
+    assert loaded.left_out == ("mu",)
+    model.save(tmp_path / "train.pth", data="builtin")     # full precision: every weight, for training on
+    assert "mu" in torch.load(tmp_path / "train.pth", weights_only=True)["model"]
+    x = builtin_small[1].batch(np.arange(3))
+    for a, b in zip(model.half().float().encode(x), loaded.encode(x)):   # fp16 weights: the same codes
+        assert torch.equal(a, b)
+    ckpt["model"].pop("s_mean.weight")                      # only what training alone reads may be missing
+    torch.save(ckpt, tmp_path / "cut.pth")
+    with pytest.raises(SPYLError, match=r"missing \['s_mean.weight'\]"):
+        SPYL.load(tmp_path / "cut.pth")
+    with contextlib.redirect_stderr(io.StringIO()), pytest.raises(SPYLError, match="a released file, without mu"):
+        train.main(FAST + ["--method", "fhvae", "--run-dir", str(tmp_path / "r"), "--init-from",
+                           str(tmp_path / "full.pth")])
+
+
 # ---- checkpoints and train.py -------------------------------------------------------------
 
 @pytest.mark.parametrize("name", NAMES)
