@@ -33,6 +33,7 @@ from jobs import train_model
 from dataloader import TIMESERIES, load_splits
 from datasets import physionet
 from datasets.timeseries import TimeSeriesData
+from comparison import PUBLISHED_SERIES
 from methods import METHODS, parse_methods
 from model import SPYL
 from probes import classify, classify_sequence, frozen_codes, regress_steps
@@ -43,10 +44,9 @@ from utils import (ArgumentParser, SPYLError, atomic_write, figure, one_of, pick
 FIGURES = {"etth1": ("mae",), "airquality": ("month_acc",), "physionet": ("auprc", "auroc", "icu_acc")}
 COLUMNS = (("etth1", "mae", "ETTh1 MAE"), ("physionet", "auprc", "AUPRC"), ("physionet", "auroc", "AUROC"),
            ("physionet", "icu_acc", "ICU type"), ("airquality", "month_acc", "month"))
-# Published rows, in COLUMNS order: SPYL and DBSE as DBSE's paper reports them, DiffSDA (the
-# field's best), and the random forest those tables carry.
-PUBLISHED = {"SPYL": (12.22, 0.367, 0.764, 0.4698, 0.5793), "DBSE": (11.21, 0.473, 0.858, 0.5687, 0.6587),
-             "DiffSDA": (9.89, 0.50, 0.87, 0.646, 0.692), "RF": (10.19, 0.446, 0.802, 0.62, 0.6243)}
+# Published rows, in COLUMNS order (comparison.py: SPYL and DBSE as DBSE's paper reports them,
+# DiffSDA, the field's best, and the random forest those tables carry)
+PUBLISHED = {name: tuple(v[(ds, fig)] for ds, fig, _ in COLUMNS) for name, v in PUBLISHED_SERIES.items()}
 ROWS = (*METHODS, "rf", "rf_window", "linear", "constant")
 PROTOCOLS = ("correct", "published")
 RUNS = 3

@@ -29,6 +29,14 @@ def fig(tmp_path):
         "spyl": {"static_eer": eer(0.15, 0.01), "dynamic_eer": eer(0.30, 0.01)},
         "fhvae": {"static_eer": eer(0.30, 0.01), "dynamic_eer": eer(0.31, 0.01)},
         "raw_mean_std": {"static_eer": eer(0.21, 0.0)}}})
+    fig = lambda m, lo, hi: {"mean": m, "std": 0.01, "ci": [lo, hi]}
+    series = {"etth1": {"spyl": {"mae": fig(12.0, 10.0, 14.0)}, "dbse": {"mae": fig(20.0, 15.0, 25.0)},
+                        "constant": {"mae": fig(11.8, 9.0, 14.0)}},
+              "airquality": {"spyl": {"month_acc": fig(0.7, 0.6, 0.8)}, "dbse": {"month_acc": fig(0.65, 0.55, 0.75)}},
+              "physionet": {m: {k: fig(0.5, 0.4, 0.6) for k in ("auprc", "auroc", "icu_acc")}
+                            for m in ("spyl", "dbse")}}
+    series["physionet"]["fhvae"] = series["physionet"]["spyl"]                   # a method missing from a set: no row
+    write(tmp_path / "timeseries.json", {"correct": series})
     return tmp_path
 
 
@@ -47,7 +55,11 @@ def test_tables_hold_each_method_over_seeds_and_say_what_exceeds_the_spread(fig,
     assert "15.00 ± 1.00 [13.0, 17.0]" in rows(speech)["SPYL"]
     beyond, within = speech.split("Within it:")
     assert "FHVAE static EER (SPYL ahead)" in beyond and "FHVAE dynamic EER" in within
-    assert "`raw_mean_std`" in speech and "No `timeseries.json` yet." in series
+    assert "`raw_mean_std`" in speech
+    assert "12.000 ± 0.010 [10.00, 14.00]" in rows(series)["SPYL"] and "FHVAE" not in rows(series)
+    assert rows(series)["DBSE (published; published protocol)"].split("|")[2].strip() == "11.210"
+    apart, overlap = series.split("Overlapping:")
+    assert "DBSE ETTh1 MAE (SPYL ahead)" in apart and "DBSE air quality month" in overlap   # MAE: lower is better
 
 
 def test_headline_has_a_row_per_method_and_a_dash_where_not_run(fig, capsys):
@@ -55,7 +67,9 @@ def test_headline_has_a_row_per_method_and_a_dash_where_not_run(fig, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 + 6
     spyl = next(line for line in lines if "**SPYL**" in line)
-    assert "98.00 ± 1.00" in spyl and "15.00 ± 1.00" in spyl and spyl.rstrip(" |").endswith("-")
+    assert "98.00 ± 1.00" in spyl and "15.00 ± 1.00" in spyl and spyl.rstrip(" |").endswith("| 12.000 | 0.500")
+    fhvae = next(line for line in lines if line.startswith("| FHVAE"))
+    assert fhvae.rstrip(" |").endswith("| - | 0.500")                           # in one set's results, not the other
     assert next(line for line in lines if line.startswith("| C-DSVAE")).count(" - ") == 6
 
 
