@@ -212,6 +212,19 @@ def markdown(fig_dir="fig"):
     return "\n\n".join(f(fig_dir) for f in (sprites_section, speech_section, series_section))
 
 
+def headline_controls(fig_dir, audio, series):
+    """The headline's control row, each cell named: chance and the real sequences (Sprites), the
+    input's statistics and a random code (speech), the training mean (time series)."""
+    real = (read_json(os.path.join(fig_dir, "swaps_real.json")) or {}).get("results", {})
+    pick = lambda rows, name, key, pct, what: (f"{what} {cell(rows[name][key], pct).split(' ±')[0]}"
+                                               if key in rows.get(name, {}) else "-")
+    return ["chance 11.11", pick({"r": real}, "r", "IS", False, "real sequences"),
+            pick(audio, "raw_mean_std", "static_eer", True, "input statistics"),
+            pick(audio, "random", "dynamic_eer", True, "random code"),
+            pick(series.get("etth1", {}), "constant", "mae", False, "training mean"),
+            pick(series.get("physionet", {}), "majority", "auprc", False, "majority class")]
+
+
 def headline(fig_dir="fig"):
     """The README's table: one row per method, a figure or two per modality; '-' where not run."""
     sprites = sprites_rows(fig_dir)
@@ -226,5 +239,6 @@ def headline(fig_dir="fig"):
         cells += [cell({"mean": series[name][m][key]["mean"]}, pct) if m in series.get(name, {}) else "-"
                   for name, key, pct in (("etth1", "mae", False), ("physionet", "auprc", False))]
         body.append([f"**{TITLES[m]}**" if m == "spyl" else TITLES[m]] + cells)
+    body.append(["*the control that bounds it*"] + headline_controls(fig_dir, audio, series))
     return table(["method", "Sprites action", "Sprites IS", "speech static EER", "speech dynamic EER", "ETTh1 MAE",
                   "PhysioNet AUPRC"], body)

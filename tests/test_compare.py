@@ -65,7 +65,9 @@ def test_tables_hold_each_method_over_seeds_and_say_what_exceeds_the_spread(fig,
 def test_headline_has_a_row_per_method_and_a_dash_where_not_run(fig, capsys):
     compare.main(["--fig-dir", str(fig), "--headline"])
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 + 6
+    assert len(lines) == 2 + 6 + 1
+    assert lines[-1].split(" | ")[1:] == ["chance 11.11", "-", "input statistics 21.00", "-", "training mean 11.800",
+                                          "- |"]                                 # the controls the fixture holds
     spyl = next(line for line in lines if "**SPYL**" in line)
     assert "98.00 ± 1.00" in spyl and "15.00 ± 1.00" in spyl and spyl.rstrip(" |").endswith("| 12.000 | 0.500")
     fhvae = next(line for line in lines if line.startswith("| FHVAE"))
