@@ -88,27 +88,48 @@ def cell(v, pct, ci=None):
     return text
 
 
+def against_spyl(rows, figures, apart):
+    """Every other method's figures, split by apart(SPYL's cell, the method's cell): +1 or -1 where
+    SPYL's lies above or below the method's beyond the spread, 0 where not, None where there is no
+    spread to judge by. Returns (beyond, within): items such as 'DSVAE IS (SPYL ahead)'."""
+    beyond, within = [], []
+    for method, row in rows.items():
+        for key, title, _, higher in figures if method != "spyl" else ():
+            if key not in row or key not in rows["spyl"]:
+                continue
+            side, name = apart(rows["spyl"][key], row[key]), f"{TITLES[method]} {title}"
+            if side is None:
+                within.append(f"{name} (one seed: no spread)")
+            elif side:
+                beyond.append(f"{name} (SPYL {'ahead' if (side > 0) == higher else 'behind'})")
+            else:
+                within.append(name)
+    return beyond, within
+
+
+def seed_apart(a, b):
+    """Apart when the means differ by more than the sum of the two stds over seeds (None: one seed)."""
+    if a.get("n", 2) < 2 or b.get("n", 2) < 2:
+        return None
+    diff = a["mean"] - b["mean"]
+    return (1 if diff > 0 else -1) if abs(diff) > a["std"] + b["std"] else 0
+
+
+def interval_apart(a, b):
+    """Apart when the two 95% bootstrap intervals do not overlap."""
+    return 1 if a["ci"][0] > b["ci"][1] else -1 if b["ci"][0] > a["ci"][1] else 0
+
+
+def say(items):
+    return "; ".join(items) if items else "none"
+
+
 def verdict(rows, figures):
     """One line: which figures of which method differ from SPYL's by more than the seed spread
     (the sum of the two stds over seeds), in which direction, and which do not."""
     if "spyl" not in rows:
         return "No SPYL row: nothing to compare with."
-    beyond, within = [], []
-    for method, row in rows.items():
-        if method == "spyl":
-            continue
-        for key, title, _, higher in figures:
-            if key not in row or key not in rows["spyl"]:
-                continue
-            a, b = rows["spyl"][key], row[key]
-            if a.get("n", 2) < 2 or b.get("n", 2) < 2:
-                within.append(f"{TITLES[method]} {title} (one seed: no spread)")
-            elif abs(a["mean"] - b["mean"]) > a["std"] + b["std"]:
-                better = (a["mean"] > b["mean"]) == higher
-                beyond.append(f"{TITLES[method]} {title} (SPYL {'ahead' if better else 'behind'})")
-            else:
-                within.append(f"{TITLES[method]} {title}")
-    say = lambda items: "; ".join(items) if items else "none"
+    beyond, within = against_spyl(rows, figures, seed_apart)
     return (f"Beyond the seed spread (|SPYL - method| > the sum of their stds over seeds): {say(beyond)}. "
             f"Within it: {say(within)}.")
 
@@ -192,17 +213,7 @@ def interval_verdict(rows, figures):
     bootstrap interval that does not overlap SPYL's, in which direction, and which overlap."""
     if "spyl" not in rows:
         return "No SPYL row: nothing to compare with."
-    apart, overlap = [], []
-    for method, row in rows.items():
-        for figure in figures if method != "spyl" else ():
-            name, key, title, _, higher = figure
-            (a_lo, a_hi), (b_lo, b_hi) = rows["spyl"][(name, key)]["ci"], row[(name, key)]["ci"]
-            if a_lo > b_hi or b_lo > a_hi:
-                better = (a_lo > b_hi) == higher
-                apart.append(f"{TITLES[method]} {title} (SPYL {'ahead' if better else 'behind'})")
-            else:
-                overlap.append(f"{TITLES[method]} {title}")
-    say = lambda items: "; ".join(items) if items else "none"
+    apart, overlap = against_spyl(rows, [((n, k), t, pct, h) for n, k, t, pct, h in figures], interval_apart)
     return (f"One seed per method, so no seed spread; intervals apart from SPYL's: {say(apart)}. "
             f"Overlapping: {say(overlap)}.")
 
