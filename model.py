@@ -536,7 +536,7 @@ class SPYL(nn.Module):
         (with half=True, a released file: floating-point tensors in fp16, which loading puts back in
         fp32, and without the weights only training reads, named under "left_out")."""
         state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
-        left_out = [k for k in self.training_only if half]
+        left_out = list(self.training_only) if half else []
         if half:
             state = {k: v.half() if v.is_floating_point() else v for k, v in state.items() if k not in left_out}
         return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": asdict(self.config),
