@@ -173,7 +173,7 @@ def figure_pairs(text, seed, n):
     rng = np.random.default_rng(seed)
     try:
         pairs = ([tuple(int(i) for i in pair.split(":")) for pair in text.split(",")] if text
-                 else [tuple(rng.choice(n, 2, replace=False)) for _ in range(3)])
+                 else [tuple(int(i) for i in rng.choice(n, 2, replace=False)) for _ in range(3)])
     except ValueError:
         raise SPYLError(f"--pairs must look like 0:9,100:2000, got {text!r}") from None
     if any(not 0 <= i < n for pair in pairs for i in pair):

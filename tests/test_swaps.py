@@ -240,6 +240,8 @@ def test_methods_figure_shows_every_models_static_kept_samples_of_the_same_seque
     first = png.read_bytes()
     swaps_experiments.main(args + ["--fig-dir", str(tmp_path / "again")])
     assert (tmp_path / "again" / "static_kept_methods.png").read_bytes() == first   # the draws are seeded
+    swaps_experiments.main(args[:-2] + ["--fig-dir", str(tmp_path / "drawn")])   # pairs drawn from --seed
+    assert Image.open(tmp_path / "drawn" / "static_kept_methods.png").size[1] > 8 * 64
     build(tiny_config(conv_width=8)).save(tmp_path / "c.pth", data="sprites")
     with pytest.raises(SPYLError, match="share one data set"):
         swaps_experiments.main(["--static-kept", str(tmp_path / "a.pth"), str(tmp_path / "c.pth"), "--chars", "12"])
