@@ -67,14 +67,35 @@ def over_seeds(values):
 
 def sprites_rows(fig_dir):
     """{method: {figure: over_seeds}} from fig_dir/methods/sprites/METHOD-SEED.json."""
-    rows = {}
+    runs = sprites_runs(fig_dir)
+    return {method: {key: over_seeds([r["results"][key]["mean"] for m, _, r in runs if m == method])
+                     for key, *_ in SPRITES_FIGURES} for method in dict.fromkeys(m for m, _, _ in runs)}
+
+
+def sprites_runs(fig_dir):
+    """[(method, seed, report)] for every fig_dir/methods/sprites/METHOD-SEED.json, in METHODS order."""
+    runs = []
     for method in METHODS:
-        reports = [read_json(p) for p in sorted(glob.glob(os.path.join(fig_dir, "methods", "sprites",
-                                                                      f"{method}-*.json")))]
-        if reports:
-            rows[method] = {key: over_seeds([r["results"][key]["mean"] for r in reports])
-                            for key, *_ in SPRITES_FIGURES}
-    return rows
+        for path in sorted(glob.glob(os.path.join(fig_dir, "methods", "sprites", f"{method}-*.json"))):
+            runs.append((method, os.path.basename(path)[len(method) + 1:-len(".json")], read_json(path)))
+    return runs
+
+
+def judged(result):
+    """'99.58 (99.11-99.85)': the judges' mean accuracy (%) and the lowest and highest single judge."""
+    text = f"{100 * result['mean']:.2f}"
+    if result.get("judges"):
+        text += f" ({100 * min(result['judges'].values()):.2f}-{100 * max(result['judges'].values()):.2f})"
+    return text
+
+
+def sprites_runs_table(fig_dir):
+    """One row per trained model: the judges' spread beside each mean, so the seeds and judges show."""
+    body = [[TITLES[m], seed, judged(r["results"]["action"]), judged(r["results"]["skin"])
+             if "skin" in r["results"] else "", cell(r["results"]["oracle_skin"], True),
+             cell(r["results"]["IS"], False), cell(r["results"]["H(y|x)"], False)]
+            for m, seed, r in sprites_runs(fig_dir)]
+    return table(["method", "seed", "action (judges)", "skin (judges)", "skin (oracle)", "IS", "H(y\\|x)"], body)
 
 
 def cell(v, pct, ci=None):
@@ -157,9 +178,11 @@ def sprites_section(fig_dir):
     body.append(["chance", "11.11", "16.67", "1.000", "2.197"])
     body += [[f"{name} (published)", f"{a:.2f}", "", f"{i:.3f}", f"{h:.3f}"]
              for name, (a, i, h) in PUBLISHED_SPRITES.items()]
-    return (f"### Sprites\n\nSeeds: {seeds_note(rows)}.\n\n" + table(["method"] + [t for _, t, _, _ in SPRITES_FIGURES],
-                                                                     body)
-            + "\n\n" + verdict(rows, SPRITES_FIGURES))
+    runs = ("Every run: beside the four judges' mean, the lowest and highest single judge; ± is the spread over "
+            "the evaluation's repeats, not over seeds.\n\n" + sprites_runs_table(fig_dir))
+    return (f"### Sprites\n\nSeeds: {seeds_note(rows)}.\n\n"
+            + table(["method"] + [t for _, t, _, _ in SPRITES_FIGURES], body)
+            + "\n\n" + verdict(rows, SPRITES_FIGURES) + "\n\n" + runs)
 
 
 def speech_section(fig_dir):

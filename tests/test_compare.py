@@ -13,8 +13,9 @@ def write(path, data):
 
 
 def sprites_report(action, is_, skin=0.9, hyx=0.01):
-    return {"results": {"action": {"mean": action}, "oracle_skin": {"mean": skin}, "IS": {"mean": is_},
-                        "H(y|x)": {"mean": hyx}}}
+    judges = {"judge-a.pth": action - 0.01, "judge-b.pth": action + 0.005}     # the lowest and highest single judge
+    return {"results": {"action": {"mean": action, "judges": judges}, "oracle_skin": {"mean": skin, "std": 0.004},
+                        "IS": {"mean": is_}, "H(y|x)": {"mean": hyx}}}
 
 
 @pytest.fixture
@@ -45,13 +46,17 @@ def test_tables_hold_each_method_over_seeds_and_say_what_exceeds_the_spread(fig,
     out = capsys.readouterr().out
     sprites, speech, series = out.split("### ")[1:]
     rows = lambda text: {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
-    video = rows(sprites)
+    video = rows(sprites.split("Every run")[0])
     assert "98.00 ± 1.00" in video["SPYL"] and "8.720 ± 0.020" in video["SPYL"]   # mean ± std over the 3 seeds
     assert "8.310 ± 0.010" in video["DSVAE"] and "50.00 |" in video["DBSE"]        # one seed: no ±
     assert "S3VAE" not in video and "C-DSVAE (published)" in video                 # no results, no row
     beyond, within = sprites.split("Within it:")
     assert "DSVAE IS (SPYL ahead)" in beyond and "DSVAE action" in within and "DSVAE action" not in beyond
     assert "DBSE action (one seed: no spread)" in within
+    runs = [line.split(" | ") for line in within.split("Every run")[1].splitlines() if line.startswith("| ")][2:]
+    assert [r[:2] for r in runs] == [["| SPYL", "0"], ["| SPYL", "1"], ["| SPYL", "2"], ["| DSVAE", "0"],
+                                     ["| DSVAE", "1"], ["| DSVAE", "2"], ["| DBSE", "0"]]   # one row per trained model
+    assert runs[1][2] == "98.00 (97.00-98.50)" and runs[1][4] == "90.00 ± 0.40"     # the judges' range; repeats' ±
     assert "15.00 ± 1.00 [13.0, 17.0]" in rows(speech)["SPYL"]
     beyond, within = speech.split("Within it:")
     assert "FHVAE static EER (SPYL ahead)" in beyond and "FHVAE dynamic EER" in within
