@@ -120,7 +120,8 @@ def against_spyl(rows, figures, apart):
                 continue
             side, name = apart(rows["spyl"][key], row[key]), f"{TITLES[method]} {title}"
             if side is None:
-                within.append(f"{name} (one seed: no spread)")
+                single = "SPYL" if rows["spyl"][key].get("n", 2) < 2 else TITLES[method]
+                within.append(f"{name} (one seed of {single}: no spread)")
             elif side:
                 beyond.append(f"{name} (SPYL {'ahead' if (side > 0) == higher else 'behind'})")
             else:
