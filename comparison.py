@@ -65,9 +65,8 @@ def over_seeds(values):
     return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
 
 
-def sprites_rows(fig_dir):
-    """{method: {figure: over_seeds}} from fig_dir/methods/sprites/METHOD-SEED.json."""
-    runs = sprites_runs(fig_dir)
+def sprites_rows(runs):
+    """{method: {figure: over_seeds}} from sprites_runs' reports."""
     return {method: {key: over_seeds([r["results"][key]["mean"] for m, _, r in runs if m == method])
                      for key, *_ in SPRITES_FIGURES} for method in dict.fromkeys(m for m, _, _ in runs)}
 
@@ -83,18 +82,18 @@ def sprites_runs(fig_dir):
 
 def judged(result):
     """'99.58 (99.11-99.85)': the judges' mean accuracy (%) and the lowest and highest single judge."""
-    text = f"{100 * result['mean']:.2f}"
+    text = cell({"mean": result["mean"]}, True)
     if result.get("judges"):
         text += f" ({100 * min(result['judges'].values()):.2f}-{100 * max(result['judges'].values()):.2f})"
     return text
 
 
-def sprites_runs_table(fig_dir):
-    """One row per trained model: the judges' spread beside each mean, so the seeds and judges show."""
-    body = [[TITLES[m], seed, judged(r["results"]["action"]), judged(r["results"]["skin"])
-             if "skin" in r["results"] else "", cell(r["results"]["oracle_skin"], True),
-             cell(r["results"]["IS"], False), cell(r["results"]["H(y|x)"], False)]
-            for m, seed, r in sprites_runs(fig_dir)]
+def sprites_runs_table(runs):
+    """One row per trained model of sprites_runs: the judges' spread beside each mean, so the seeds
+    and the judges show."""
+    body = [[TITLES[m], seed, judged(r["results"]["action"]), judged(r["results"]["skin"]),
+             cell(r["results"]["oracle_skin"], True), cell(r["results"]["IS"], False),
+             cell(r["results"]["H(y|x)"], False)] for m, seed, r in runs]
     return table(["method", "seed", "action (judges)", "skin (judges)", "skin (oracle)", "IS", "H(y\\|x)"], body)
 
 
@@ -168,7 +167,8 @@ def seeds_note(rows):
 
 def sprites_section(fig_dir):
     """The Sprites table (every method with a report, real sequences, chance, published)."""
-    rows = sprites_rows(fig_dir)
+    runs = sprites_runs(fig_dir)
+    rows = sprites_rows(runs)
     if not rows:
         return "### Sprites\n\nNo method has a Sprites report in `fig/methods/sprites/` yet."
     body = [[TITLES[m]] + [cell(r[k], pct) for k, _, pct, _ in SPRITES_FIGURES] for m, r in rows.items()]
@@ -179,11 +179,11 @@ def sprites_section(fig_dir):
     body.append(["chance", "11.11", "16.67", "1.000", "2.197"])
     body += [[f"{name} (published)", f"{a:.2f}", "", f"{i:.3f}", f"{h:.3f}"]
              for name, (a, i, h) in PUBLISHED_SPRITES.items()]
-    runs = ("Every run: beside the four judges' mean, the lowest and highest single judge; ± is the spread over "
-            "the evaluation's repeats, not over seeds.\n\n" + sprites_runs_table(fig_dir))
+    every = ("Every run: beside the four judges' mean, the lowest and highest single judge; ± is the spread over "
+             "the evaluation's repeats, not over seeds.\n\n" + sprites_runs_table(runs))
     return (f"### Sprites\n\nSeeds: {seeds_note(rows)}.\n\n"
             + table(["method"] + [t for _, t, _, _ in SPRITES_FIGURES], body)
-            + "\n\n" + verdict(rows, SPRITES_FIGURES) + "\n\n" + runs)
+            + "\n\n" + verdict(rows, SPRITES_FIGURES) + "\n\n" + every)
 
 
 def speech_section(fig_dir):
@@ -261,7 +261,7 @@ def headline_controls(fig_dir, audio, series):
 
 def headline(fig_dir="fig"):
     """The README's table: one row per method, a figure or two per modality; '-' where not run."""
-    sprites = sprites_rows(fig_dir)
+    sprites = sprites_rows(sprites_runs(fig_dir))
     audio = (read_json(os.path.join(fig_dir, "audio.json")) or {}).get("fsdd", {})
     series = (read_json(os.path.join(fig_dir, "timeseries.json")) or {}).get("correct", {})
     body = []

@@ -14,7 +14,8 @@ def write(path, data):
 
 def sprites_report(action, is_, skin=0.9, hyx=0.01):
     judges = {"judge-a.pth": action - 0.01, "judge-b.pth": action + 0.005}     # the lowest and highest single judge
-    return {"results": {"action": {"mean": action, "judges": judges}, "oracle_skin": {"mean": skin, "std": 0.004},
+    return {"results": {"action": {"mean": action, "judges": judges}, "skin": {"mean": skin, "judges": judges},
+                        "oracle_skin": {"mean": skin, "std": 0.004},
                         "IS": {"mean": is_}, "H(y|x)": {"mean": hyx}}}
 
 
