@@ -215,13 +215,16 @@ def series_section(fig_dir):
         return "### Time series\n\nNo `timeseries.json` yet."
     res = res["correct"]
     figures = [(name, key, title, pct, higher) for name, fs in SERIES_FIGURES.items() for key, title, pct, higher in fs]
-    methods = {m: {(name, key): res[name][m][key] for name, key, *_ in figures}
-               for m in METHODS if all(m in res[name] for name, *_ in figures)}
+    # a method trained on some of the sets has a row, '-' on the others
+    methods = {m: {(name, key): res[name][m][key] for name, key, *_ in figures if m in res.get(name, {})}
+               for m in METHODS}
+    methods = {m: row for m, row in methods.items() if row}
     rows = {TITLES[m]: (m,) for m in methods} | SERIES_CONTROLS
     body = []
     for title, keys in rows.items():
-        found = [next((res[name][k] for k in keys if k in res[name]), None) for name, *_ in figures]
-        body.append([title] + [cell(r[key], pct, r[key].get("ci")) if r else ""
+        found = [next((res[name][k] for k in keys if k in res.get(name, {})), None) for name, *_ in figures]
+        missing = "-" if keys[0] in methods else ""
+        body.append([title] + [cell(r[key], pct, r[key].get("ci")) if r else missing
                                for r, (_, key, _, pct, _) in zip(found, figures)])
     body += [[f"{name} (published; published protocol)"] + [cell({"mean": v[(n, k)]}, pct)
                                                              for n, k, _, pct, _ in figures]

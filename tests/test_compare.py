@@ -37,7 +37,7 @@ def fig(tmp_path):
               "airquality": {"spyl": {"month_acc": fig(0.7, 0.6, 0.8)}, "dbse": {"month_acc": fig(0.65, 0.55, 0.75)}},
               "physionet": {m: {k: fig(0.5, 0.4, 0.6) for k in ("auprc", "auroc", "icu_acc")}
                             for m in ("spyl", "dbse")}}
-    series["physionet"]["fhvae"] = series["physionet"]["spyl"]                   # a method missing from a set: no row
+    series["physionet"]["fhvae"] = series["physionet"]["spyl"]                   # a method run on one set of three
     write(tmp_path / "timeseries.json", {"correct": series})
     return tmp_path
 
@@ -62,7 +62,10 @@ def test_tables_hold_each_method_over_seeds_and_say_what_exceeds_the_spread(fig,
     beyond, within = speech.split("Within it:")
     assert "FHVAE static EER (SPYL ahead)" in beyond and "FHVAE dynamic EER" in within
     assert "`raw_mean_std`" in speech
-    assert "12.000 ± 0.010 [10.00, 14.00]" in rows(series)["SPYL"] and "FHVAE" not in rows(series)
+    assert "12.000 ± 0.010 [10.00, 14.00]" in rows(series)["SPYL"] and "S3VAE" not in rows(series)
+    assert [c.strip() for c in rows(series)["FHVAE"].split("|")[2:7]] == ["-", "-", "0.500 ± 0.010 [0.40, 0.60]",
+                                                                         "0.500 ± 0.010 [0.40, 0.60]",
+                                                                         "50.00 ± 1.00 [40.0, 60.0]"]
     assert rows(series)["DBSE (published; published protocol)"].split("|")[2].strip() == "11.210"
     apart, overlap = series.split("Overlapping:")
     assert "DBSE ETTh1 MAE (SPYL ahead)" in apart and "DBSE air quality month" in overlap   # MAE: lower is better

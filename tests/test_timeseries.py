@@ -355,3 +355,20 @@ def test_retrain_chooses_each_methods_kl_weight_on_validation_and_keeps_the_othe
     assert type(SPYL.load(shipped)).__name__ == "FHVAE"
     assert all(v.dtype == torch.float16 for v in torch.load(shipped, weights_only=True)["model"].values()
                if v.is_floating_point())                   # written in half precision
+
+
+def test_every_shipped_model_is_the_one_its_selection_record_chose():
+    # weights/timeseries/NAME-METHOD.pth: the method of its name, trained on NAME with the KL weight
+    # weights/runs/timeseries/selection-NAME.json chose on validation, in half precision
+    from model import SPYL
+    shipped = sorted(f for f in os.listdir(os.path.join(ROOT, "weights", "timeseries")) if f.endswith(".pth"))
+    assert {f.split("-")[0] for f in shipped} == set(E.TIMESERIES)
+    for f in shipped:
+        name, row = f[:-len(".pth")].split("-")
+        with open(os.path.join(ROOT, "weights", "runs", "timeseries", f"selection-{name}.json")) as fh:
+            chosen = json.load(fh)[row]["chosen"]["w_kl"]
+        ckpt = torch.load(os.path.join(ROOT, "weights", "timeseries", f), weights_only=True)
+        assert ckpt["data"] == name, f
+        assert all(v.dtype == torch.float16 for v in ckpt["model"].values() if v.is_floating_point()), f
+        config = SPYL.load(os.path.join(ROOT, "weights", "timeseries", f)).config
+        assert config.method == row and config.w_kl_s == config.w_kl_d == chosen, f
