@@ -111,20 +111,22 @@ def cell(v, pct, ci=None):
 def against_spyl(rows, figures, apart):
     """Every other method's figures, split by apart(SPYL's cell, the method's cell): +1 or -1 where
     SPYL's lies above or below the method's beyond the spread, 0 where not, None where there is no
-    spread to judge by. Returns (beyond, within): items such as 'DSVAE IS (SPYL ahead)'."""
+    spread to judge by. Returns (beyond, within): one item per method and outcome, its figures in
+    the table's order, such as 'DSVAE IS, H(y|x) (SPYL ahead)'."""
     beyond, within = [], []
     for method, row in rows.items():
+        groups = {}  # (beyond the spread?, note) -> the titles of the figures with that outcome
         for key, title, _, higher in figures if method != "spyl" else ():
             if key not in row or key not in rows["spyl"]:
                 continue
-            side, name = apart(rows["spyl"][key], row[key]), f"{TITLES[method]} {title}"
+            side = apart(rows["spyl"][key], row[key])
             if side is None:
-                single = "SPYL" if rows["spyl"][key].get("n", 2) < 2 else TITLES[method]
-                within.append(f"{name} (one seed of {single}: no spread)")
-            elif side:
-                beyond.append(f"{name} (SPYL {'ahead' if (side > 0) == higher else 'behind'})")
+                note = f" (one seed of {'SPYL' if rows['spyl'][key].get('n', 2) < 2 else TITLES[method]}: no spread)"
             else:
-                within.append(name)
+                note = f" (SPYL {'ahead' if (side > 0) == higher else 'behind'})" if side else ""
+            groups.setdefault((bool(side), note), []).append(title)
+        for (is_beyond, note), titles in groups.items():
+            (beyond if is_beyond else within).append(f"{TITLES[method]} {', '.join(titles)}{note}")
     return beyond, within
 
 

@@ -53,7 +53,7 @@ def test_tables_hold_each_method_over_seeds_and_say_what_exceeds_the_spread(fig,
     assert "S3VAE" not in video and "C-DSVAE (published)" in video                 # no results, no row
     beyond, within = sprites.split("Within it:")
     assert "DSVAE IS (SPYL ahead)" in beyond and "DSVAE action" in within and "DSVAE action" not in beyond
-    assert "DBSE action (one seed of DBSE: no spread)" in within
+    assert "DBSE action, skin (oracle), IS, H(y\\|x) (one seed of DBSE: no spread)" in within   # one item a method
     runs = [line.split(" | ") for line in within.split("Every run")[1].splitlines() if line.startswith("| ")][2:]
     assert [r[:2] for r in runs] == [["| SPYL", "0"], ["| SPYL", "1"], ["| SPYL", "2"], ["| DSVAE", "0"],
                                      ["| DSVAE", "1"], ["| DSVAE", "2"], ["| DBSE", "0"]]   # one row per trained model
