@@ -361,14 +361,18 @@ def test_every_shipped_model_is_the_one_its_selection_record_chose():
     # weights/timeseries/NAME-METHOD.pth: the method of its name, trained on NAME with the KL weight
     # weights/runs/timeseries/selection-NAME.json chose on validation, in half precision
     from model import SPYL
-    shipped = sorted(f for f in os.listdir(os.path.join(ROOT, "weights", "timeseries")) if f.endswith(".pth"))
+    folder = os.path.join(ROOT, "weights", "timeseries")
+    shipped = sorted(f for f in os.listdir(folder) if f.endswith(".pth"))
     assert {f.split("-")[0] for f in shipped} == set(E.TIMESERIES)
+    records = {}
+    for name in E.TIMESERIES:
+        with open(os.path.join(ROOT, "weights", "runs", "timeseries", f"selection-{name}.json")) as fh:
+            records[name] = json.load(fh)
     for f in shipped:
         name, row = f[:-len(".pth")].split("-")
-        with open(os.path.join(ROOT, "weights", "runs", "timeseries", f"selection-{name}.json")) as fh:
-            chosen = json.load(fh)[row]["chosen"]["w_kl"]
-        ckpt = torch.load(os.path.join(ROOT, "weights", "timeseries", f), weights_only=True)
+        chosen = records[name][row]["chosen"]["w_kl"]
+        ckpt = torch.load(os.path.join(folder, f), weights_only=True)   # read once, checked raw and as a model
         assert ckpt["data"] == name, f
         assert all(v.dtype == torch.float16 for v in ckpt["model"].values() if v.is_floating_point()), f
-        config = SPYL.load(os.path.join(ROOT, "weights", "timeseries", f)).config
+        config = SPYL.from_checkpoint(ckpt, f).config
         assert config.method == row and config.w_kl_s == config.w_kl_d == chosen, f
