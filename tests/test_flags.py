@@ -19,6 +19,7 @@ import judge
 import swaps_experiments
 import timeseries_experiments
 import train
+import utils
 from conftest import tiny_config
 from model import CONFIG_RULES, SPYL, SPYLConfig
 from utils import Rule, SPYLError, run_main
@@ -122,6 +123,19 @@ def test_the_cpu_preset_fits_its_prior_and_starts_from_pytorch_init_unless_told_
     assert mcfg.init == "reference" and not tcfg.fit_prior
     assert SPYL(mcfg).s_mean.weight.std().item() == pytest.approx(0.01, rel=0.1)
 
+
+
+def test_time_series_and_speech_presets_train_in_fp32_even_on_a_cpu_with_bf16_units(monkeypatch):
+    # the shipped figures must not depend on which machine trained them
+    monkeypatch.setattr(utils, "cpu_has_bf16_units", lambda: True)
+    cpu = torch.device("cpu")
+    for name in ("etth1", "airquality", "physionet", "fsdd", "fsdd_200ms"):
+        _, tcfg, _, _ = train.parse_args(["--dataset", name])
+        assert tcfg.precision == "fp32" and utils.resolve_precision(tcfg.precision, cpu) is None, name
+    _, tcfg, _, _ = train.parse_args(["--dataset", "etth1", "--precision", "bf16"])    # a flag still wins
+    assert tcfg.precision == "bf16"
+    _, tcfg, _, _ = train.parse_args(["--preset", "cpu"])                                # Sprites follows the CPU
+    assert utils.resolve_precision(tcfg.precision, cpu) == torch.bfloat16
 
 def test_help_shows_each_range_next_to_its_default(capsys):
     with pytest.raises(SystemExit):
