@@ -4,6 +4,7 @@
     python swaps_experiments.py --weights my_model.pth   # another model -> my_model_eval/ beside it
     python swaps_experiments.py --split train --sequences 2664 --repeats 1   # choosing a schedule: training sequences
     python swaps_experiments.py --markdown fig/swaps_real.json fig/swaps.json   # the results table
+    python swaps_experiments.py --train spyl:1,dbse:0    # the methods comparison: train, score, keep the logs
 
 The protocol and its figures are in evaluation.py. This script runs it on a model file, with
 every judge of the model's data set and the pixel oracle, prints the table and writes the JSON;
@@ -12,6 +13,8 @@ and draws labelled swap grids (PNG and animated GIF) and static-kept samples.
 import io
 import json
 import os
+import re
+import shutil
 import sys
 import time
 
@@ -20,6 +23,7 @@ import torch
 
 from dataloader import ATTRIBUTES, AUDIO, N_CHARACTERS, TIMESERIES, SequenceData, load_dataset
 from evaluation import Stages, compare_table, evaluate, evaluation_layout, format_table, markdown_rows
+from jobs import train_model
 from judging import judge_paths, load_judges
 from methods import TITLES
 from model import SPYL
@@ -29,6 +33,15 @@ from utils import (ArgumentParser, SPYLError, between, atomic_write, figure, loa
                    seed_everything, sequence_grid, sha256_file)
 
 RELEASED = os.path.join("weights", "model.pth")
+# --train: the run folders (git-ignored, with the 21 MB models), what is shipped of each run (its
+# logs), and each run's report, which compare.py reads
+RUNS_DIR = os.path.join("runs", "methods")
+KEPT_DIR = os.path.join("weights", "runs", "methods")
+REPORTS_DIR = os.path.join("fig", "methods", "sprites")
+# The budget every method's Sprites run shares: the cpu preset, in fp32 on any CPU, so that no
+# figure depends on whether the machine had bf16 units.
+SPRITES_BUDGET = ("--preset", "cpu", "--precision", "fp32")
+PROGRESS_BAR = re.compile(r"\d%\|")   # a tqdm bar: "53%|█████"
 
 
 @torch.no_grad()
@@ -216,6 +229,57 @@ def read_report(path):
         raise SPYLError(f"cannot read {path} as a swaps JSON report ({type(e).__name__}: {e})") from None
 
 
+def parse_runs(text):
+    """--train's 'spyl:1,dbse:0' -> [("spyl", 1), ("dbse", 0)], or one line saying what is wrong."""
+    runs = []
+    for item in text.split(","):
+        method, _, seed = item.strip().partition(":")
+        if method not in TITLES or not seed.isdigit():
+            raise SPYLError(f"--train takes METHOD:SEED items, comma-separated (e.g. spyl:1,dbse:0), each method one "
+                            f"of {', '.join(TITLES)}; got {item.strip()!r}")
+        runs.append((method, int(seed)))
+    return runs
+
+
+def without_progress_bars(text):
+    """A job's output as a log keeps it: every line but the progress bars' redraws."""
+    lines = text.replace("\r", "\n").split("\n")
+    return "".join(line + "\n" for line in lines if line.strip() and not PROGRESS_BAR.search(line))
+
+
+def train_and_score(runs, dataset="sprites", flags=SPRITES_BUDGET, score_flags=(), runs_dir=RUNS_DIR,
+                    kept_dir=KEPT_DIR, reports_dir=REPORTS_DIR):
+    """--train: each (method, seed) of runs trained on `dataset` with train.py `flags` (default: the
+    comparison's budget), unless its model is there (a run cut short goes on from its checkpoint);
+    scored as every reported model is, into reports_dir/METHOD-SEED.json; and its log, prior fit and
+    output (without progress bars) kept in kept_dir/DATASET-METHOD-SEED/. Returns the reports."""
+    reports = []
+    for method, seed in runs:
+        name = f"{dataset}-{method}-{seed}"
+        run_dir = os.path.join(runs_dir, name)
+        model_path, output = os.path.join(run_dir, "model.pth"), run_dir + ".out"
+        if not os.path.isfile(model_path):
+            os.makedirs(runs_dir, exist_ok=True)
+            print(f"training {name}: its output goes to {output}", file=sys.stderr)
+            with open(output, "a") as log:   # a resumed run's output follows the first part's
+                train_model(dataset, model_path, run_dir, method=method, seed=seed, flags=list(flags), resume=True,
+                            log=log)
+        report = os.path.join(reports_dir, f"{method}-{seed}.json")
+        main(["--weights", model_path, "--fig-dir", os.path.join(run_dir, "eval"), "--precision", "fp32",
+              "--out-json", report, "--label", f"{TITLES[method]}, seed {seed}", *score_flags])
+        keep = os.path.join(kept_dir, name)
+        os.makedirs(keep, exist_ok=True)
+        for file in ("log.jsonl", "fit_prior.json"):   # a method without a learned prior fits none
+            if os.path.isfile(os.path.join(run_dir, file)):
+                shutil.copyfile(os.path.join(run_dir, file), os.path.join(keep, file))
+        if os.path.isfile(output):   # absent where the model was trained by hand
+            with open(output) as f:
+                text = without_progress_bars(f.read())
+            atomic_write(os.path.join(keep, "train.out"), lambda f: f.write(text), mode="w")
+        reports.append(report)
+    return reports
+
+
 def main(argv=None):
     p = ArgumentParser(description="Swap experiments with a judge ensemble and the pixel oracle.")
     p.add_argument("--weights", default=RELEASED, help="a model (SPYL.save) or a train.py checkpoint")
@@ -261,6 +325,10 @@ def main(argv=None):
                    help="only draw, for the same test sequences (--pairs' first members, or 3 at random), each "
                    "model's static-kept samples one under another: <fig-dir>/static_kept_methods.png (default fig-dir: "
                    "beside the first model)")
+    p.add_argument("--train", metavar="METHOD:SEED,...",
+                   help="only run the methods comparison's Sprites runs, e.g. spyl:1,dbse:0: train each with the cpu "
+                   f"preset in fp32 (a run cut short goes on), score it into {REPORTS_DIR}/METHOD-SEED.json, keep its "
+                   f"logs in {KEPT_DIR}/ (then `python compare.py --update`)")
     p.add_argument("--real", action="store_true",
                    help="score the real test sequences themselves (the ceiling of every figure) "
                    "instead of a model; writes <fig-dir>/swaps_real.json")
@@ -276,6 +344,11 @@ def main(argv=None):
     if a.compare:
         base, other = (read_report(path)["results"] for path in a.compare)
         print(compare_table(base, other, read_report(a.spread_from)["results"] if a.spread_from else base))
+        return
+    if a.train:
+        data = ["--data-dir", a.data_dir] + (["--sheets", a.sheets] if a.sheets else [])
+        reports = train_and_score(parse_runs(a.train), flags=[*SPRITES_BUDGET, *data], score_flags=data)
+        print(f"wrote {', '.join(reports)}; `python compare.py --update` puts them in docs/methods.md and the README")
         return
     device = pick_device(a.device)
     if a.static_kept:

@@ -227,6 +227,29 @@ def test_scoring_another_model_writes_beside_it_and_leaves_the_shipped_figures_a
     assert swaps_experiments.default_fig_dir("runs/x/model.pth") == os.path.join("runs", "x", "model_eval")
 
 
+def test_train_trains_scores_and_keeps_the_logs_of_each_run_once(tmp_path):
+    dirs = {k: str(tmp_path / k) for k in ("runs_dir", "kept_dir", "reports_dir")}
+    args = dict(dataset="builtin", flags=["--preset", "tiny", "--chars", "12"],
+                score_flags=["--chars", "12", "--repeats", "1", "--sequences", "8"], **dirs)
+    assert swaps_experiments.train_and_score([("dsvae", 0)], **args) == [os.path.join(dirs["reports_dir"],
+                                                                                      "dsvae-0.json")]
+    report = json.loads((tmp_path / "reports_dir" / "dsvae-0.json").read_text())
+    assert report["weights"] == "DSVAE, seed 0" and report["precision"] == "fp32" and report["test_sequences"] == 8
+    kept = tmp_path / "kept_dir" / "builtin-dsvae-0"
+    assert sorted(os.listdir(kept)) == ["log.jsonl", "train.out"]    # the tiny preset fits no prior
+    out = (kept / "train.out").read_text()
+    assert "\r" not in out and "%|" not in out and "epoch 2/2 |" in out
+    assert len((kept / "log.jsonl").read_text().splitlines()) == 2
+    model = tmp_path / "runs_dir" / "builtin-dsvae-0" / "model.pth"
+    stamp = model.stat().st_mtime_ns
+    swaps_experiments.train_and_score([("dsvae", 0)], **args)         # scored again, not trained again
+    assert model.stat().st_mtime_ns == stamp and (kept / "train.out").read_text() == out
+    assert swaps_experiments.parse_runs(" spyl:1,dbse:0") == [("spyl", 1), ("dbse", 0)]
+    for bad in ("vae:0", "spyl", "spyl:x", "spyl:1,"):
+        with pytest.raises(SPYLError, match="METHOD:SEED"):
+            swaps_experiments.main(["--train", bad])
+
+
 def test_methods_figure_shows_every_models_static_kept_samples_of_the_same_sequences(tmp_path):
     from PIL import Image
     torch.manual_seed(0)
