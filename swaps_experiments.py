@@ -251,8 +251,9 @@ def train_and_score(runs, dataset="sprites", flags=SPRITES_BUDGET, score_flags=(
                     kept_dir=KEPT_DIR, reports_dir=REPORTS_DIR):
     """--train: each (method, seed) of runs trained on `dataset` with train.py `flags` (default: the
     comparison's budget), unless its model is there (a run cut short goes on from its checkpoint);
-    scored as every reported model is, into reports_dir/METHOD-SEED.json; and its log, prior fit and
-    output (without progress bars) kept in kept_dir/DATASET-METHOD-SEED/. Returns the reports."""
+    scored as every reported model is, into reports_dir/METHOD-SEED.json, unless that report is of
+    this very model; and its log, prior fit and output (without progress bars) kept in
+    kept_dir/DATASET-METHOD-SEED/. Returns the reports."""
     reports = []
     for method, seed in runs:
         name = f"{dataset}-{method}-{seed}"
@@ -265,8 +266,10 @@ def train_and_score(runs, dataset="sprites", flags=SPRITES_BUDGET, score_flags=(
                 train_model(dataset, model_path, run_dir, method=method, seed=seed, flags=list(flags), resume=True,
                             log=log)
         report = os.path.join(reports_dir, f"{method}-{seed}.json")
-        main(["--weights", model_path, "--fig-dir", os.path.join(run_dir, "eval"), "--precision", "fp32",
-              "--out-json", report, "--label", f"{TITLES[method]}, seed {seed}", *score_flags])
+        # a list run again after a stop scores only what it has not scored yet (7-8 min a model)
+        if not (os.path.isfile(report) and read_report(report).get("weights_sha256") == sha256_file(model_path)):
+            main(["--weights", model_path, "--fig-dir", os.path.join(run_dir, "eval"), "--precision", "fp32",
+                  "--out-json", report, "--label", f"{TITLES[method]}, seed {seed}", *score_flags])
         keep = os.path.join(kept_dir, name)
         os.makedirs(keep, exist_ok=True)
         for file in ("log.jsonl", "fit_prior.json"):   # a method without a learned prior fits none

@@ -124,7 +124,6 @@ def test_the_cpu_preset_fits_its_prior_and_starts_from_pytorch_init_unless_told_
     assert SPYL(mcfg).s_mean.weight.std().item() == pytest.approx(0.01, rel=0.1)
 
 
-
 def test_time_series_and_speech_presets_train_in_fp32_even_on_a_cpu_with_bf16_units(monkeypatch):
     # the shipped figures must not depend on which machine trained them
     monkeypatch.setattr(utils, "cpu_has_bf16_units", lambda: True)
@@ -136,6 +135,7 @@ def test_time_series_and_speech_presets_train_in_fp32_even_on_a_cpu_with_bf16_un
     assert tcfg.precision == "bf16"
     _, tcfg, _, _ = train.parse_args(["--preset", "cpu"])                                # Sprites follows the CPU
     assert utils.resolve_precision(tcfg.precision, cpu) == torch.bfloat16
+
 
 def test_help_shows_each_range_next_to_its_default(capsys):
     with pytest.raises(SystemExit):

@@ -241,9 +241,13 @@ def test_train_trains_scores_and_keeps_the_logs_of_each_run_once(tmp_path):
     assert "\r" not in out and "%|" not in out and "epoch 2/2 |" in out
     assert len((kept / "log.jsonl").read_text().splitlines()) == 2
     model = tmp_path / "runs_dir" / "builtin-dsvae-0" / "model.pth"
-    stamp = model.stat().st_mtime_ns
-    swaps_experiments.train_and_score([("dsvae", 0)], **args)         # scored again, not trained again
-    assert model.stat().st_mtime_ns == stamp and (kept / "train.out").read_text() == out
+    scored = tmp_path / "reports_dir" / "dsvae-0.json"
+    stamps = model.stat().st_mtime_ns, scored.stat().st_mtime_ns
+    swaps_experiments.train_and_score([("dsvae", 0)], **args)         # neither trained nor scored again
+    assert (model.stat().st_mtime_ns, scored.stat().st_mtime_ns) == stamps and (kept / "train.out").read_text() == out
+    scored.write_text(scored.read_text().replace(report["weights_sha256"], "0" * 64))   # a report of another model
+    swaps_experiments.train_and_score([("dsvae", 0)], **args)
+    assert json.loads(scored.read_text())["weights_sha256"] == report["weights_sha256"]   # scored again
     assert swaps_experiments.parse_runs(" spyl:1,dbse:0") == [("spyl", 1), ("dbse", 0)]
     for bad in ("vae:0", "spyl", "spyl:x", "spyl:1,"):
         with pytest.raises(SPYLError, match="METHOD:SEED"):
