@@ -4,7 +4,8 @@ published rows; under each table, which differences from SPYL exceed the seed sp
 
 Where the result files live (under a figures folder, fig/ by default):
 - Sprites: methods/sprites/METHOD-SEED.json, one swaps_experiments.py report per trained model,
-  and swaps_real.json (real sequences: the ceiling);
+  methods/sprites/METHOD.png, a method's static-kept samples (from its first run), and
+  swaps_real.json (real sequences: the ceiling);
 - speech: audio.json (audio_experiments.py; its rows are already over seeds);
 - time series: timeseries.json (timeseries_experiments.py, the correct protocol).
 A method with no result file has no row; nothing here trains or scores anything.
@@ -185,7 +186,21 @@ def sprites_section(fig_dir):
              "the evaluation's repeats, not over seeds.\n\n" + sprites_runs_table(runs))
     return (f"### Sprites\n\nSeeds: {seeds_note(rows)}.\n\n"
             + table(["method"] + [t for _, t, _, _ in SPRITES_FIGURES], body)
-            + "\n\n" + verdict(rows, SPRITES_FIGURES) + "\n\n" + every)
+            + "\n\n" + verdict(rows, SPRITES_FIGURES) + "\n\n" + every + sprites_figures(fig_dir))
+
+
+def sprites_figures(fig_dir):
+    """Each method's static-kept figure (methods/sprites/METHOD.png) as an image in docs/methods.md,
+    or '' where none is drawn yet."""
+    docs = os.path.join(os.path.dirname(os.path.abspath(__file__)), "docs")
+    shown = [(m, os.path.join(fig_dir, "methods", "sprites", f"{m}.png")) for m in METHODS]
+    links = [f"![{TITLES[m]}: static-kept samples]({os.path.relpath(os.path.abspath(p), docs).replace(os.sep, '/')})"
+             for m, p in shown if os.path.isfile(p)]
+    if not links:
+        return ""
+    return ("\n\nEach method's static-kept samples of the same three test sequences, from its first run here: "
+            "appearance kept, motion drawn from the model's own prior with the same seed; a red frame is one the "
+            "oracle finds blended, not a real frame.\n\n" + "\n\n".join(links))
 
 
 def speech_section(fig_dir):

@@ -118,7 +118,7 @@ def static_kept_rows(model, data, i, n, device, oracle=None, name=""):
 def methods_figure(models, data, device, indices, path, n=2, seed=0, oracle=None):
     """For the same test sequences, each model's static-kept samples one under another: a test
     sequence, then n samples of every model (name, model) with its appearance and the model's own
-    prior motions, drawn from the same seed. Writes the PNG at path."""
+    prior motions, drawn from the same seed. Writes the PNG (256 colours) at path."""
     rows, labels, marks = [], [], []
     for i in indices:
         rows.append(data.batch(np.array([i]), device)[0])
@@ -128,7 +128,7 @@ def methods_figure(models, data, device, indices, path, n=2, seed=0, oracle=None
             seed_everything(seed + i)  # every model draws its motions from the same generator state
             r, lab, m = static_kept_rows(model.eval(), data, i, n, device, oracle, name)
             rows, labels, marks = rows + r, labels + lab, marks + m
-    save_labelled_grid(rows, labels, path, label_width=560, marks=marks)
+    save_labelled_grid(rows, labels, path, label_width=560, marks=marks, palette=True)
 
 
 def plot_swap_curves(run_dirs, path):
@@ -212,8 +212,9 @@ def draw_methods_figure(a, device):
     train, test = load_dataset(models[0][1], a.data_dir, a.sheets or None, a.chars or None)
     oracle = None if a.no_oracle else build_oracle(train, test)
     indices = sorted({p[0] for p in figure_pairs(a.pairs, a.seed, len(test))})
-    path = os.path.join(a.fig_dir or default_fig_dir(a.static_kept[0]), "static_kept_methods.png")
-    methods_figure([(TITLES[m.config.method], m) for m, _ in models], test, device, indices, path,
+    path = a.out_png or os.path.join(a.fig_dir or default_fig_dir(a.static_kept[0]), "static_kept_methods.png")
+    names = [a.label] if a.label and len(models) == 1 else [TITLES[m.config.method] for m, _ in models]
+    methods_figure(list(zip(names, (m for m, _ in models))), test, device, indices, path, n=a.samples,
                    seed=a.seed, oracle=oracle)
     print(f"wrote {path}")
 
@@ -252,8 +253,9 @@ def train_and_score(runs, dataset="sprites", flags=SPRITES_BUDGET, score_flags=(
     """--train: each (method, seed) of runs trained on `dataset` with train.py `flags` (default: the
     comparison's budget), unless its model is there (a run cut short goes on from its checkpoint);
     scored as every reported model is, into reports_dir/METHOD-SEED.json, unless that report is of
-    this very model; and its log, prior fit and output (without progress bars) kept in
-    kept_dir/DATASET-METHOD-SEED/. Returns the reports."""
+    this very model; its log, prior fit and output (without progress bars) kept in
+    kept_dir/DATASET-METHOD-SEED/; and, from a method's first run, its static-kept samples of the
+    figures' test sequences in reports_dir/METHOD.png. Returns the reports."""
     reports = []
     for method, seed in runs:
         name = f"{dataset}-{method}-{seed}"
@@ -270,6 +272,12 @@ def train_and_score(runs, dataset="sprites", flags=SPRITES_BUDGET, score_flags=(
         if not (os.path.isfile(report) and read_report(report).get("weights_sha256") == sha256_file(model_path)):
             main(["--weights", model_path, "--fig-dir", os.path.join(run_dir, "eval"), "--precision", "fp32",
                   "--out-json", report, "--label", f"{TITLES[method]}, seed {seed}", *score_flags])
+        # one figure per method, not per run: about 80 KB each, and the models are not kept to draw
+        # them side by side later
+        strip = os.path.join(reports_dir, f"{method}.png")
+        if not os.path.isfile(strip):
+            main(["--static-kept", model_path, "--samples", "1", "--out-png", strip, "--label",
+                  f"{TITLES[method]}, seed {seed}", *score_flags])
         keep = os.path.join(kept_dir, name)
         os.makedirs(keep, exist_ok=True)
         for file in ("log.jsonl", "fit_prior.json"):   # a method without a learned prior fits none
@@ -312,7 +320,8 @@ def main(argv=None):
                    "stay as shipped)")
     p.add_argument("--out-json", default="", help="default: <fig-dir>/swaps.json")
     p.add_argument("--label", default="",
-                   help="the row's name in the JSON and the --markdown table (default: the --weights path)")
+                   help="the row's name in the JSON and the --markdown table (default: the --weights path), and "
+                   "in --static-kept's figure of one model (default: its method)")
     p.add_argument("--curves", nargs="+", metavar="RUN_DIR",
                    help="only plot swap accuracy against epoch for these train.py run folders")
     p.add_argument("--markdown", nargs="+", metavar="JSON",
@@ -328,6 +337,9 @@ def main(argv=None):
                    help="only draw, for the same test sequences (--pairs' first members, or 3 at random), each "
                    "model's static-kept samples one under another: <fig-dir>/static_kept_methods.png (default fig-dir: "
                    "beside the first model)")
+    p.add_argument("--samples", type=between(1, 10), default=2,
+                   help="with --static-kept: samples of each model per test sequence; 1 to 10")
+    p.add_argument("--out-png", default="", help="with --static-kept: the figure's path instead")
     p.add_argument("--train", metavar="METHOD:SEED,...",
                    help="only run the methods comparison's Sprites runs, e.g. spyl:1,dbse:0: train each with the cpu "
                    f"preset in fp32 (a run cut short goes on), score it into {REPORTS_DIR}/METHOD-SEED.json, keep its "

@@ -382,19 +382,22 @@ def save_png(array, path, scale=1):
     atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
-def save_labelled_grid(rows, labels, path, scale=2, label_width=220, marks=None):
+def save_labelled_grid(rows, labels, path, scale=2, label_width=220, marks=None, palette=False):
     """Write sequences a row each (as sequence_grid, upscaled) with a text label left of each row, as a PNG.
-    marks: per row, None or one bool per frame; frames marked True get a red outline."""
+    marks: per row, None or one bool per frame; frames marked True get a red outline. label_width
+    widens where a label needs more. palette: 256 colours, a third of the bytes for decoded frames
+    (figures kept in the repository, whose size is budgeted)."""
     from PIL import Image, ImageDraw, ImageFont
+    try:
+        font = ImageFont.load_default(size=14)  # a scalable font where Pillow has FreeType
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        font = ImageFont.load_default()
+    label_width = max([label_width] + [int(font.getlength(text)) + 12 for text in labels])
     grid = Image.fromarray(sequence_grid(rows))
     grid = grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST)
     canvas = Image.new("RGB", (label_width + grid.width, grid.height), "white")
     canvas.paste(grid, (label_width, 0))
     draw = ImageDraw.Draw(canvas)
-    try:
-        font = ImageFont.load_default(size=14)  # a scalable font where Pillow has FreeType
-    except TypeError:  # Pillow < 10.1: the fixed bitmap font
-        font = ImageFont.load_default()
     pad, h = 2, rows[0][0].shape[-2]
     for i, text in enumerate(labels):
         y = (pad + i * (h + pad) + h // 2) * scale
@@ -405,6 +408,8 @@ def save_labelled_grid(rows, labels, path, scale=2, label_width=220, marks=None)
             if marked:
                 x0, y0 = label_width + (pad + t * (w + pad)) * scale, (pad + i * (h + pad)) * scale
                 draw.rectangle([x0 - 2, y0 - 2, x0 + w * scale + 1, y0 + h * scale + 1], outline=(220, 0, 0), width=3)
+    if palette:
+        canvas = canvas.quantize(256, dither=Image.Dither.NONE)
     buf = io.BytesIO()
     canvas.save(buf, format="PNG")
     atomic_write(path, lambda f: f.write(buf.getvalue()))

@@ -84,6 +84,18 @@ def test_headline_has_a_row_per_method_and_a_dash_where_not_run(fig, capsys):
     assert next(line for line in lines if line.startswith("| C-DSVAE")).count(" - ") == 6
 
 
+def test_sprites_section_shows_the_static_kept_figure_of_each_method_that_has_one(fig, capsys):
+    compare.main(["--fig-dir", str(fig)])
+    assert "static-kept" not in capsys.readouterr().out                        # none drawn yet: no paragraph
+    for m in ("dbse", "spyl"):
+        (fig / "methods" / "sprites" / f"{m}.png").write_bytes(b"png")
+    compare.main(["--fig-dir", str(fig)])
+    sprites = capsys.readouterr().out.split("### ")[1]
+    images = [line for line in sprites.splitlines() if line.startswith("![")]
+    assert [i.split(":")[0] for i in images] == ["![SPYL", "![DBSE"]              # in the methods' order
+    assert images[0].endswith("/methods/sprites/spyl.png)") and images[0].split("(")[1].startswith("..")
+
+
 def test_an_empty_folder_says_what_is_missing(tmp_path, capsys):
     compare.main(["--fig-dir", str(tmp_path)])
     out = capsys.readouterr().out

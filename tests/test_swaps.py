@@ -228,6 +228,7 @@ def test_scoring_another_model_writes_beside_it_and_leaves_the_shipped_figures_a
 
 
 def test_train_trains_scores_and_keeps_the_logs_of_each_run_once(tmp_path):
+    from PIL import Image
     dirs = {k: str(tmp_path / k) for k in ("runs_dir", "kept_dir", "reports_dir")}
     args = dict(dataset="builtin", flags=["--preset", "tiny", "--chars", "12"],
                 score_flags=["--chars", "12", "--repeats", "1", "--sequences", "8"], **dirs)
@@ -241,10 +242,12 @@ def test_train_trains_scores_and_keeps_the_logs_of_each_run_once(tmp_path):
     assert "\r" not in out and "%|" not in out and "epoch 2/2 |" in out
     assert len((kept / "log.jsonl").read_text().splitlines()) == 2
     model = tmp_path / "runs_dir" / "builtin-dsvae-0" / "model.pth"
-    scored = tmp_path / "reports_dir" / "dsvae-0.json"
-    stamps = model.stat().st_mtime_ns, scored.stat().st_mtime_ns
-    swaps_experiments.train_and_score([("dsvae", 0)], **args)         # neither trained nor scored again
-    assert (model.stat().st_mtime_ns, scored.stat().st_mtime_ns) == stamps and (kept / "train.out").read_text() == out
+    scored, strip = tmp_path / "reports_dir" / "dsvae-0.json", tmp_path / "reports_dir" / "dsvae.png"
+    assert Image.open(strip).mode == "P"            # the method's static-kept figure, in 256 colours
+    stamps = model.stat().st_mtime_ns, scored.stat().st_mtime_ns, strip.stat().st_mtime_ns
+    swaps_experiments.train_and_score([("dsvae", 0)], **args)         # neither trained nor scored nor drawn again
+    assert (model.stat().st_mtime_ns, scored.stat().st_mtime_ns, strip.stat().st_mtime_ns) == stamps
+    assert (kept / "train.out").read_text() == out
     scored.write_text(scored.read_text().replace(report["weights_sha256"], "0" * 64))   # a report of another model
     swaps_experiments.train_and_score([("dsvae", 0)], **args)
     assert json.loads(scored.read_text())["weights_sha256"] == report["weights_sha256"]   # scored again
@@ -269,6 +272,13 @@ def test_methods_figure_shows_every_models_static_kept_samples_of_the_same_seque
     assert (tmp_path / "again" / "static_kept_methods.png").read_bytes() == first   # the draws are seeded
     swaps_experiments.main(args[:-2] + ["--fig-dir", str(tmp_path / "drawn")])   # pairs drawn from --seed
     assert Image.open(tmp_path / "drawn" / "static_kept_methods.png").size[1] > 8 * 64
+    one = tmp_path / "one.png"     # one model, one sample a sequence, its own label: a method's figure
+    label = "a label longer than the 560 pixels the labels of the samples are given by default, seed 7"
+    swaps_experiments.main(args[:2] + args[3:] + ["--samples", "1", "--out-png", str(one), "--label", label])
+    image = Image.open(one)
+    assert image.size[1] == 2 * (2 + 4 * (64 + 2))                  # 2 sequences and 1 sample of each
+    assert image.size[0] > Image.open(tmp_path / "a_eval" / "static_kept_methods.png").size[0]   # the label fits
+    assert image.mode == "P" and len(image.getcolors(256)) > 2       # 256 colours at most, frames drawn
     build(tiny_config(conv_width=8)).save(tmp_path / "c.pth", data="sprites")
     with pytest.raises(SPYLError, match="share one data set"):
         swaps_experiments.main(["--static-kept", str(tmp_path / "a.pth"), str(tmp_path / "c.pth"), "--chars", "12"])
