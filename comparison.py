@@ -198,9 +198,10 @@ def sprites_figures(fig_dir):
              for m, p in shown if os.path.isfile(p)]
     if not links:
         return ""
-    return ("\n\nEach method's static-kept samples of the same three test sequences, from its first run here: "
-            "appearance kept, motion drawn from the model's own prior with the same seed; a red frame is one the "
-            "oracle finds blended, not a real frame.\n\n" + "\n\n".join(links))
+    return ("\n\nEach method's static-kept samples of the same three test sequences, from one of its runs (the "
+            "first scored with this figure; each label names its seed): appearance kept, motion drawn from the "
+            "model's own prior with the same seed; a red frame is one the oracle finds blended, not a real "
+            "frame.\n\n" + "\n\n".join(links))
 
 
 def speech_section(fig_dir):
