@@ -348,6 +348,9 @@ def main(argv=None):
                    help="score the real test sequences themselves (the ceiling of every figure) "
                    "instead of a model; writes <fig-dir>/swaps_real.json")
     a = p.parse_args(argv)
+    if (a.out_png or a.samples != 2) and not a.static_kept:
+        raise SPYLError("--samples and --out-png shape the figure of --static-kept; pass the models to draw with "
+                        "--static-kept MODEL ...")
     if a.curves:
         path = os.path.join(a.fig_dir or "fig", "swap_accuracy.png")
         plot_swap_curves(a.curves, path)

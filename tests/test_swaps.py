@@ -279,6 +279,8 @@ def test_methods_figure_shows_every_models_static_kept_samples_of_the_same_seque
     assert image.size[1] == 2 * (2 + 4 * (64 + 2))                  # 2 sequences and 1 sample of each
     assert image.size[0] > Image.open(tmp_path / "a_eval" / "static_kept_methods.png").size[0]   # the label fits
     assert image.mode == "P" and len(image.getcolors(256)) > 2       # 256 colours at most, frames drawn
+    with pytest.raises(SPYLError, match="--static-kept MODEL"):
+        swaps_experiments.main(["--weights", str(tmp_path / "a.pth"), "--out-png", str(one)])
     build(tiny_config(conv_width=8)).save(tmp_path / "c.pth", data="sprites")
     with pytest.raises(SPYLError, match="share one data set"):
         swaps_experiments.main(["--static-kept", str(tmp_path / "a.pth"), str(tmp_path / "c.pth"), "--chars", "12"])
