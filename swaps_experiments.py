@@ -258,7 +258,7 @@ def train_and_score(runs, dataset="sprites", flags=SPRITES_BUDGET, score_flags=(
     figures' test sequences in reports_dir/METHOD.png. Returns the reports."""
     reports = []
     for method, seed in runs:
-        name = f"{dataset}-{method}-{seed}"
+        name, label = f"{dataset}-{method}-{seed}", f"{TITLES[method]}, seed {seed}"
         run_dir = os.path.join(runs_dir, name)
         model_path, output = os.path.join(run_dir, "model.pth"), run_dir + ".out"
         if not os.path.isfile(model_path):
@@ -271,13 +271,12 @@ def train_and_score(runs, dataset="sprites", flags=SPRITES_BUDGET, score_flags=(
         # a list run again after a stop scores only what it has not scored yet (7-8 min a model)
         if not (os.path.isfile(report) and read_report(report).get("weights_sha256") == sha256_file(model_path)):
             main(["--weights", model_path, "--fig-dir", os.path.join(run_dir, "eval"), "--precision", "fp32",
-                  "--out-json", report, "--label", f"{TITLES[method]}, seed {seed}", *score_flags])
+                  "--out-json", report, "--label", label, *score_flags])
         # one figure per method, not per run: about 80 KB each, and the models are not kept to draw
         # them side by side later
         strip = os.path.join(reports_dir, f"{method}.png")
         if not os.path.isfile(strip):
-            main(["--static-kept", model_path, "--samples", "1", "--out-png", strip, "--label",
-                  f"{TITLES[method]}, seed {seed}", *score_flags])
+            main(["--static-kept", model_path, "--samples", "1", "--out-png", strip, "--label", label, *score_flags])
         keep = os.path.join(kept_dir, name)
         os.makedirs(keep, exist_ok=True)
         for file in ("log.jsonl", "fit_prior.json"):   # a method without a learned prior fits none
