@@ -37,8 +37,15 @@ PUBLISHED_SERIES = {  # DBSE's tables, under the published protocol: {row: {(set
     "RF": {("etth1", "mae"): 10.19, ("physionet", "auprc"): 0.446, ("physionet", "auroc"): 0.802,
            ("physionet", "icu_acc"): 0.62, ("airquality", "month_acc"): 0.6243}}
 # The figures of each table: (key in the result file, title, percent?, higher is better?)
+# A model whose d holds the appearance too reads perfect on action, IS and H(y|x), all read from
+# samples that keep d; the oracle's skin (s kept) and this column are what show it.
+SKIN_D_KEPT = ("the judges' skin of the samples that keep d and draw s anew (those action, IS and H(y\\|x) "
+               "read): at chance (16.67) when d holds none of the appearance, so lower is better.")
 SPRITES_FIGURES = [("action", "action", True, True), ("oracle_skin", "skin (oracle)", True, True),
+                   ("skin|action_kept", "skin (d kept)", True, False),
                    ("IS", "IS", False, True), ("H(y|x)", "H(y\\|x)", False, False)]
+SPRITES_CHANCE = ["11.11", "16.67", "16.67", "1.000", "2.197"]
+HEADLINE_SPRITES = [("action", True), ("oracle_skin", True), ("IS", False)]   # (key, percent?)
 SPEECH_FIGURES = [("static_eer", "static EER", True, False), ("dynamic_eer", "dynamic EER", True, True)]
 SERIES_FIGURES = {"etth1": [("mae", "ETTh1 MAE", False, False)],
                   "airquality": [("month_acc", "air quality month", True, True)],
@@ -67,9 +74,14 @@ def over_seeds(values):
 
 
 def sprites_rows(runs):
-    """{method: {figure: over_seeds}} from sprites_runs' reports."""
-    return {method: {key: over_seeds([r["results"][key]["mean"] for m, _, r in runs if m == method])
-                     for key, *_ in SPRITES_FIGURES} for method in dict.fromkeys(m for m, _, _ in runs)}
+    """{method: {figure: over_seeds}} from sprites_runs' reports; a figure is left out of a method's
+    row where one of its reports lacks it (reports written before the figure was scored)."""
+    rows = {}
+    for method in dict.fromkeys(m for m, _, _ in runs):
+        reports = [r["results"] for m, _, r in runs if m == method]
+        rows[method] = {key: over_seeds([r[key]["mean"] for r in reports])
+                        for key, *_ in SPRITES_FIGURES if all(key in r for r in reports)}
+    return rows
 
 
 def sprites_runs(fig_dir):
@@ -93,9 +105,11 @@ def sprites_runs_table(runs):
     """One row per trained model of sprites_runs: the judges' spread beside each mean, so the seeds
     and the judges show."""
     body = [[TITLES[m], seed, judged(r["results"]["action"]), judged(r["results"]["skin"]),
-             cell(r["results"]["oracle_skin"], True), cell(r["results"]["IS"], False),
-             cell(r["results"]["H(y|x)"], False)] for m, seed, r in runs]
-    return table(["method", "seed", "action (judges)", "skin (judges)", "skin (oracle)", "IS", "H(y\\|x)"], body)
+             cell(r["results"]["oracle_skin"], True),
+             judged(r["results"]["skin|action_kept"]) if "skin|action_kept" in r["results"] else "",
+             cell(r["results"]["IS"], False), cell(r["results"]["H(y|x)"], False)] for m, seed, r in runs]
+    return table(["method", "seed", "action (judges)", "skin (judges)", "skin (oracle)", "skin (d kept, judges)",
+                  "IS", "H(y\\|x)"], body)
 
 
 def cell(v, pct, ci=None):
@@ -112,23 +126,25 @@ def cell(v, pct, ci=None):
 def against_spyl(rows, figures, apart):
     """Every other method's figures, split by apart(SPYL's cell, the method's cell): +1 or -1 where
     SPYL's lies above or below the method's beyond the spread, 0 where not, None where there is no
-    spread to judge by. Returns (beyond, within): one item per method and outcome, its figures in
-    the table's order, such as 'DSVAE IS, H(y|x) (SPYL ahead)'."""
-    beyond, within = [], []
+    spread to judge by (one seed). Returns (beyond, within, unjudged): one item per method and
+    outcome, its figures in the table's order, such as 'DSVAE IS, H(y|x) (SPYL ahead)'."""
+    out = {"beyond": [], "within": [], "unjudged": []}
     for method, row in rows.items():
-        groups = {}  # (beyond the spread?, note) -> the titles of the figures with that outcome
+        groups = {}  # (outcome, note) -> the titles of the figures with that outcome
         for key, title, _, higher in figures if method != "spyl" else ():
             if key not in row or key not in rows["spyl"]:
                 continue
             side = apart(rows["spyl"][key], row[key])
             if side is None:
-                note = f" (one seed of {'SPYL' if rows['spyl'][key].get('n', 2) < 2 else TITLES[method]}: no spread)"
+                one = "SPYL" if rows["spyl"][key].get("n", 2) < 2 else TITLES[method]
+                outcome, note = "unjudged", f" (one seed of {one})"
             else:
+                outcome = "beyond" if side else "within"
                 note = f" (SPYL {'ahead' if (side > 0) == higher else 'behind'})" if side else ""
-            groups.setdefault((bool(side), note), []).append(title)
-        for (is_beyond, note), titles in groups.items():
-            (beyond if is_beyond else within).append(f"{TITLES[method]} {', '.join(titles)}{note}")
-    return beyond, within
+            groups.setdefault((outcome, note), []).append(title)
+        for (outcome, note), titles in groups.items():
+            out[outcome].append(f"{TITLES[method]} {', '.join(titles)}{note}")
+    return out["beyond"], out["within"], out["unjudged"]
 
 
 def seed_apart(a, b):
@@ -153,9 +169,10 @@ def verdict(rows, figures):
     (the sum of the two stds over seeds), in which direction, and which do not."""
     if "spyl" not in rows:
         return "No SPYL row: nothing to compare with."
-    beyond, within = against_spyl(rows, figures, seed_apart)
-    return (f"Beyond the seed spread (|SPYL - method| > the sum of their stds over seeds): {say(beyond)}. "
+    beyond, within, unjudged = against_spyl(rows, figures, seed_apart)
+    line = (f"Beyond the seed spread (|SPYL - method| > the sum of their stds over seeds): {say(beyond)}. "
             f"Within it: {say(within)}.")
+    return line + (f" Not judged, no spread to judge by: {say(unjudged)}." if unjudged else "")
 
 
 def table(header, body):
@@ -174,17 +191,18 @@ def sprites_section(fig_dir):
     rows = sprites_rows(runs)
     if not rows:
         return "### Sprites\n\nNo method has a Sprites report in `fig/methods/sprites/` yet."
-    body = [[TITLES[m]] + [cell(r[k], pct) for k, _, pct, _ in SPRITES_FIGURES] for m, r in rows.items()]
-    real = read_json(os.path.join(fig_dir, "swaps_real.json"))
-    if real:
-        body.append(["real test sequences (the ceiling)"] + [cell({"mean": real["results"][k]["mean"]}, pct)
+    body = [[TITLES[m]] + [cell(r[k], pct) if k in r else "" for k, _, pct, _ in SPRITES_FIGURES]
+            for m, r in rows.items()]
+    real = (read_json(os.path.join(fig_dir, "swaps_real.json")) or {}).get("results")
+    if real:  # nothing is kept or drawn for real sequences: no "d kept" reading
+        body.append(["real test sequences (the ceiling)"] + [cell({"mean": real[k]["mean"]}, pct) if k in real else ""
                                                             for k, _, pct, _ in SPRITES_FIGURES])
-    body.append(["chance", "11.11", "16.67", "1.000", "2.197"])
-    body += [[f"{name} (published)", f"{a:.2f}", "", f"{i:.3f}", f"{h:.3f}"]
+    body.append(["chance"] + SPRITES_CHANCE)
+    body += [[f"{name} (published)", f"{a:.2f}", "", "", f"{i:.3f}", f"{h:.3f}"]
              for name, (a, i, h) in PUBLISHED_SPRITES.items()]
     every = ("Every run: beside the four judges' mean, the lowest and highest single judge; ± is the spread over "
              "the evaluation's repeats, not over seeds.\n\n" + sprites_runs_table(runs))
-    return (f"### Sprites\n\nSeeds: {seeds_note(rows)}.\n\n"
+    return (f"### Sprites\n\nSeeds: {seeds_note(rows)}. Skin (d kept): {SKIN_D_KEPT}\n\n"
             + table(["method"] + [t for _, t, _, _ in SPRITES_FIGURES], body)
             + "\n\n" + verdict(rows, SPRITES_FIGURES) + "\n\n" + every + sprites_figures(fig_dir))
 
@@ -258,7 +276,7 @@ def interval_verdict(rows, figures):
     bootstrap interval that does not overlap SPYL's, in which direction, and which overlap."""
     if "spyl" not in rows:
         return "No SPYL row: nothing to compare with."
-    apart, overlap = against_spyl(rows, [((n, k), t, pct, h) for n, k, t, pct, h in figures], interval_apart)
+    apart, overlap, _ = against_spyl(rows, [((n, k), t, pct, h) for n, k, t, pct, h in figures], interval_apart)
     return (f"One seed per method, so no seed spread; intervals apart from SPYL's: {say(apart)}. "
             f"Overlapping: {say(overlap)}.")
 
@@ -273,7 +291,7 @@ def headline_controls(fig_dir, audio, series):
     input's statistics and a random code (speech), the training mean (time series)."""
     real = (read_json(os.path.join(fig_dir, "swaps_real.json")) or {}).get("results", {})
     named = lambda what, c, pct: f"{what} {cell(c, pct).split(' ±')[0]}" if c else "-"   # its mean, no spread
-    return ["chance 11.11", named("real sequences", real.get("IS"), False),
+    return ["chance 11.11", "chance 16.67", named("real sequences", real.get("IS"), False),
             named("input statistics", audio.get("raw_mean_std", {}).get("static_eer"), True),
             named("random code", audio.get("random", {}).get("dynamic_eer"), True),
             named("training mean", series.get("etth1", {}).get("constant", {}).get("mae"), False),
@@ -287,13 +305,12 @@ def headline(fig_dir="fig"):
     series = (read_json(os.path.join(fig_dir, "timeseries.json")) or {}).get("correct", {})
     body = []
     for m in METHODS:
-        cells = [cell(sprites[m][k], pct) if m in sprites else "-" for k, _, pct, _ in SPRITES_FIGURES[:1]
-                 + SPRITES_FIGURES[2:3]]
+        cells = [cell(sprites[m][k], pct) if k in sprites.get(m, {}) else "-" for k, pct in HEADLINE_SPRITES]
         cells += [cell(audio[m][k], True) if m in audio else "-" for k, *_ in SPEECH_FIGURES]
         # one trained model per method and set: its ± would be the probe's, not a seed spread
         cells += [cell({"mean": series[name][m][key]["mean"]}, pct) if m in series.get(name, {}) else "-"
                   for name, key, pct in (("etth1", "mae", False), ("physionet", "auprc", False))]
         body.append([f"**{TITLES[m]}**" if m == "spyl" else TITLES[m]] + cells)
     body.append(["*the control that bounds it*"] + headline_controls(fig_dir, audio, series))
-    return table(["method", "Sprites action", "Sprites IS", "speech static EER", "speech dynamic EER", "ETTh1 MAE",
-                  "PhysioNet AUPRC"], body)
+    return table(["method", "Sprites action", "Sprites skin (oracle)", "Sprites IS", "speech static EER",
+                  "speech dynamic EER", "ETTh1 MAE", "PhysioNet AUPRC"], body)
