@@ -61,6 +61,7 @@ class SPYLConfig:
     w_anchor: float = 2.0        # DBSE: extra weight on the anchor step's reconstruction
     anchor: str = "first"        # DBSE: the step s is read from: first, or loudest (largest mean value)
     w_disc: float = 10.0         # FHVAE: alpha, the weight of log q(sequence index | z_seq)
+    mu_table: str = "learned"    # FHVAE: the table of sequence means trained (the reference), or set ("estimate")
     logvar_limit: float = 10.0   # |log-variance| bound, so exp() never overflows
     # reference: Conv2d/Linear weights ~ N(0, 0.01^2), biases 0 (the paper's code); torch: PyTorch's defaults
     init: str = "reference"
@@ -115,6 +116,7 @@ CONFIG_RULES = {
     "init": one_of("reference", "torch"), "mi_density": one_of("exact", "reference"),
     "method": one_of("spyl", "dsvae", "s3vae", "cdsvae", "dbse", "fhvae"),
     **{w: _WEIGHT for w in ("w_triplet", "w_motion", "w_anchor", "w_disc")}, "anchor": one_of("first", "loudest"),
+    "mu_table": one_of("learned", "estimate"),
 }
 
 

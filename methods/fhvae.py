@@ -25,6 +25,12 @@ Where this departs, and why:
   there is no discriminative term.
 - No learned prior: d_t ~ N(0, I) independently per step, so sample_dynamics returns samples
   of it (its means are all zero), prior() returns N(0, I), and there is nothing to fit.
+- mu_table "estimate" (not the default): the table is not trained; each time a training sequence
+  is in a batch its row is set to mu* of its steps, the value of mu_i that maximises the ELBO's
+  terms in mu_i (the KL of z_seq around it plus log p(mu_i)) given the encoder. The reference's
+  gradient-trained table takes hundreds of updates a row to get there (each TIMIT utterance is in
+  a batch about a hundred times an epoch, for up to 500 epochs); a Sprites clip at the cpu
+  preset's budget is in 24 batches, and its row stays at its random start (docs/methods.md).
 """
 import math
 
@@ -122,7 +128,11 @@ class FHVAE(SPYL):
         d = reparameterize(d_mean, d_logvar)
         x_hat = self.frame_decoder(torch.cat([d, z_seq], 2).flatten(0, 1)).view(x.shape).float()
         z_mean, z_logvar, d_mean, d_logvar = (t.float() for t in (z_mean, z_logvar, d_mean, d_logvar))
-        mu = self.mu[index] if index is not None else self.sequence_mean(z_mean, steps)[0]   # B x s_dim
+        if index is not None and cfg.mu_table == "estimate":
+            with torch.no_grad():   # the rows' optimum given the encoder: set, not descended to
+                self.mu[index] = self.sequence_mean(z_mean, steps)[0].to(self.mu.dtype)
+        table = self.mu if cfg.mu_table == "learned" else self.mu.detach()
+        mu = table[index] if index is not None else self.sequence_mean(z_mean, steps)[0]   # B x s_dim
         step_w = steps.float()[..., None]                                          # B x T x 1
         log_var = torch.full_like(z_mean, math.log(SEQ_VAR))
         terms = {
@@ -133,7 +143,7 @@ class FHVAE(SPYL):
         total = cfg.w_recon * terms["recon"] + cfg.w_kl_s * terms["kl_s"] + cfg.w_kl_d * terms["kl_d"]
         if index is not None:
             terms["prior_mu"] = 0.5 * mu.pow(2).sum() / B
-            table = self.mu.float()                                                # N x s_dim
+            table = table.float()                                                  # N x s_dim
             # -||E[z_seq,t] - mu_j||^2 / (2 x 0.25) for every step and every row: B x T x N
             logits = -(z_mean.pow(2).sum(-1, keepdim=True) - 2 * z_mean @ table.T + table.pow(2).sum(1)) / (2 * SEQ_VAR)
             nll = F.cross_entropy(logits.flatten(0, 1), index.repeat_interleave(x.shape[1]), reduction="none")

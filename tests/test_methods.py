@@ -183,6 +183,23 @@ def test_fhvae_discriminative_term_reads_the_batch_rows(builtin_small):
     assert model(x, index=torch.arange(4))["disc"] < right
 
 
+def test_fhvae_estimate_table_sets_the_batch_rows_to_their_optimum(builtin_small):
+    model = model_of("fhvae", dataset_size=10, mu_table="estimate")
+    x, before = builtin_small[0].batch(np.arange(4)), model.mu.detach().clone()
+    model(x, index=torch.arange(4))["loss"].backward()
+    g, steps = model._features(x)
+    rows = model.sequence_mean(model._seq_posterior(g)[0], steps)[0]
+    assert torch.allclose(model.mu[:4], rows, atol=1e-6) and torch.equal(model.mu[4:], before[4:])
+    assert model.mu.grad is None                                        # set, never trained
+    learned = model_of("fhvae", dataset_size=10)
+    learned.load_state_dict(model.state_dict())
+    elbo_terms = lambda m: (lambda t: (t["kl_s"] + t["prior_mu"]).item())(m(x, index=torch.arange(4)))
+    at_rows = elbo_terms(learned)
+    with torch.no_grad():
+        learned.mu[:4] += 0.05 * torch.randn_like(rows)
+    assert elbo_terms(learned) > at_rows                                 # the rows minimise KL(z_seq) - log p(mu)
+
+
 def test_fhvae_table_has_one_row_per_training_sequence_and_no_prior_to_fit(tmp_path):
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
@@ -190,6 +207,13 @@ def test_fhvae_table_has_one_row_per_training_sequence_and_no_prior_to_fit(tmp_p
     model = SPYL.load(tmp_path / "r" / "model.pth")
     assert type(model).__name__ == "FHVAE" and model.mu.shape == (N_TRAIN, model.config.s_dim) == (N_TRAIN, 16)
     assert "no learned prior" in err.getvalue()
+    with contextlib.redirect_stderr(io.StringIO()):
+        train.main(FAST + ["--method", "fhvae", "--mu-table", "estimate", "--run-dir", str(tmp_path / "e"),
+                           "--epochs", "1", "--out", str(tmp_path / "e.pth")])
+    model = SPYL.load(tmp_path / "e.pth")
+    assert model.config.mu_table == "estimate"
+    norms = model.mu.norm(dim=1)          # N(0, I) rows of 16: about 4; the estimates of a new encoder: near 0
+    assert (norms < 1).sum() == 6 * 8 and (norms > 2).sum() == N_TRAIN - 6 * 8   # the epoch's 6 full batches set
 
 
 def test_a_released_fhvae_file_leaves_out_its_table_and_reads_the_same(tmp_path, builtin_small):
