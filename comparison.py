@@ -36,11 +36,11 @@ PUBLISHED_SERIES = {  # DBSE's tables, under the published protocol: {row: {(set
                 ("physionet", "icu_acc"): 0.646, ("airquality", "month_acc"): 0.692},
     "RF": {("etth1", "mae"): 10.19, ("physionet", "auprc"): 0.446, ("physionet", "auroc"): 0.802,
            ("physionet", "icu_acc"): 0.62, ("airquality", "month_acc"): 0.6243}}
-# The figures of each table: (key in the result file, title, percent?, higher is better?)
 # A model whose d holds the appearance too reads perfect on action, IS and H(y|x), all read from
-# samples that keep d; the oracle's skin (s kept) and this column are what show it.
+# samples that keep d; the oracle's skin (s kept) and the skin of those samples are what show it.
 SKIN_D_KEPT = ("the judges' skin of the samples that keep d and draw s anew (those action, IS and H(y\\|x) "
                "read): at chance (16.67) when d holds none of the appearance, so lower is better.")
+# The figures of each table: (key in the result file, title, percent?, higher is better?)
 SPRITES_FIGURES = [("action", "action", True, True), ("oracle_skin", "skin (oracle)", True, True),
                    ("skin|action_kept", "skin (d kept)", True, False),
                    ("IS", "IS", False, True), ("H(y|x)", "H(y\\|x)", False, False)]
@@ -287,7 +287,7 @@ def markdown(fig_dir="fig"):
 
 
 def headline_controls(fig_dir, audio, series):
-    """The headline's control row, each cell named: chance and the real sequences (Sprites), the
+    """The headline's control row, each cell named: chance (action, skin) and the real sequences (Sprites), the
     input's statistics and a random code (speech), the training mean (time series)."""
     real = (read_json(os.path.join(fig_dir, "swaps_real.json")) or {}).get("results", {})
     named = lambda what, c, pct: f"{what} {cell(c, pct).split(' ±')[0]}" if c else "-"   # its mean, no spread
