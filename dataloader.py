@@ -14,13 +14,13 @@ import threading
 import numpy as np
 
 from datasets import airquality, builtin, etth1, fsdd, physionet, sprites
-from datasets.characters import (ACTION_NAMES, ATTRIBUTES, FRAMES, LABEL_NAMES, N_CHARACTERS, N_CLASSES, SIZE,
-                                 SequenceData, character_index, character_labels, compose, drop_mapped_pages)
+from datasets.characters import (ACTION_NAMES, ATTRIBUTES, DIRECTIONS, FRAMES, LABEL_NAMES, N_CHARACTERS, N_CLASSES,
+                                 SIZE, SequenceData, character_index, character_labels, compose, drop_mapped_pages)
 from datasets.builtin import load_builtin
 from datasets.sprites import load_parts, load_sprites
 from utils import SPYLError
 
-__all__ = ["ACTION_NAMES", "ATTRIBUTES", "AUDIO", "DATASETS", "FRAMES", "HAS_VALIDATION", "LABEL_NAMES",
+__all__ = ["ACTION_NAMES", "ATTRIBUTES", "AUDIO", "DATASETS", "DIRECTIONS", "FRAMES", "HAS_VALIDATION", "LABEL_NAMES",
            "N_CHARACTERS", "N_CLASSES", "SIZE",
            "TIMESERIES", "SequenceData", "batch_indices", "character_index", "character_labels", "compose",
            "data_shape", "drop_mapped_pages", "hold_out", "load_builtin", "load_dataset", "load_parts", "load_splits",

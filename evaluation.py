@@ -7,6 +7,9 @@ The customary protocol, over the whole test set, no batch dropped:
   dynamics from the prior, decode, ask the judges for skin, pants, top, hair;
 - leakage: the appearance heads on the action-kept samples (chance 1/6) and the
   action head on the static-kept samples (chance 1/9);
+- the action read in its two parts (label = 3 x motion + direction): `motion` and `direction`
+  of the action-kept samples, and the same of the static-kept ones (chance 1/3 each), which say
+  which code holds the facing direction, constant over a clip (docs/judging.md);
 - IS, H(y|x), H(y) of each judge's action softmax on the action-kept samples;
 - oracle_<attr>: the static accuracy read by the pixel oracle (oracle.py), no classifier;
 - oracle_real_frames: the fraction of static-kept frames within RMS 0.03 of a real frame of
@@ -26,7 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dataloader import ATTRIBUTES
+from dataloader import ATTRIBUTES, DIRECTIONS
 from judging import inception_metrics
 from oracle import REAL_FRAME_RMS, variants_read
 from utils import autocast, cpu_has_bf16_units, seed_everything
@@ -36,7 +39,9 @@ ORACLE_FACTORS = tuple(f"oracle_{a}" for a in ATTRIBUTES)
 # Judges that disagree by more than this on a figure get it flagged: 1 point of accuracy; 0.05 on IS and the entropies.
 FLAG = {"accuracy": 0.01, "info": 0.05}
 BATCH = 252  # 28 whole characters of the test set (9 sequences each), so the oracle renders each character once
-JUDGE_FIGURES = ("action", *ATTRIBUTES, "action|static_kept", *(f"{a}|action_kept" for a in ATTRIBUTES))
+ACTION_PARTS = ("motion", "direction")
+JUDGE_FIGURES = ("action", *ACTION_PARTS, *ATTRIBUTES, "action|static_kept", *(f"{p}|static_kept" for p in ACTION_PARTS),
+                 *(f"{a}|action_kept" for a in ATTRIBUTES))
 # repeats of a batch read by the oracle at once (with 5 repeats and the reconstructions: all), about 0.6 GB
 ORACLE_GROUP = 6
 # The "_from_step_2" figures start at this step (0-based): the per-step mean of a prior chain's
@@ -114,8 +119,11 @@ class Tally:
         samples; y: B x 5 labels."""
         self.probs[name].append(read_action[0].float().softmax(1).cpu())
         c = self.correct[name]
-        c["action"] += (read_action[0].argmax(1) == y[:, 0]).sum().item()
-        c["action|static_kept"] += (read_static[0].argmax(1) == y[:, 0]).sum().item()
+        for kept, read in (("", read_action), ("|static_kept", read_static)):
+            guess, truth, n = read[0].argmax(1), y[:, 0], len(DIRECTIONS)   # action = n * motion + direction
+            c[f"action{kept}"] += (guess == truth).sum().item()
+            c[f"motion{kept}"] += (guess // n == truth // n).sum().item()
+            c[f"direction{kept}"] += (guess % n == truth % n).sum().item()
         for k, a in enumerate(ATTRIBUTES, start=1):
             c[a] += (read_static[k].argmax(1) == y[:, k]).sum().item()
             c[f"{a}|action_kept"] += (read_action[k].argmax(1) == y[:, k]).sum().item()
@@ -307,6 +315,7 @@ def format_table(results):
     """The figures as a plain-text table: mean over judges, std over repeats, the judges' spread and
     range, what chance would score, and a flag where the judges disagree."""
     chance = {"action": 1 / 9, "action|static_kept": 1 / 9, **{a: 1 / 6 for a in ATTRIBUTES},
+              **{f"{p}{kept}": 1 / 3 for p in ACTION_PARTS for kept in ("", "|static_kept")},
               **{f"{a}|action_kept": 1 / 6 for a in ATTRIBUTES}, "IS": 1.0, "H(y|x)": math.log(9), "H(y)": 0.0,
               **{k: 1 / 6 for k in ORACLE_FACTORS},
               **{f"{k}_from_step_{FIRST_UNBLENDED_STEP + 1}": 1 / 6 for k in ORACLE_FACTORS}}

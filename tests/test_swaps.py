@@ -19,7 +19,7 @@ from model import SPYL
 from oracle import PixelOracle
 import swaps_experiments
 import evaluation
-from evaluation import ORACLE_FACTORS, evaluate, format_table, markdown_rows, swap_scores
+from evaluation import ORACLE_FACTORS, Tally, evaluate, format_table, markdown_rows, swap_scores
 from utils import SPYLError, sha256_file
 
 JUDGES = judge_paths("sprites", os.path.join(ROOT, "weights"))
@@ -144,12 +144,30 @@ def test_the_ensemble_reports_each_judge_the_mean_and_the_spread(builtin_small):
     for figure in ("action", "skin", "hair", "action|static_kept"):
         assert r[figure]["judges"] == {"zero.pth": 1.0, "one.pth": 0.0}
         assert r[figure]["mean"] == 0.5 and r[figure]["std"] == 0.0 and r[figure]["spread"] == 1.0
+    # class 1 is walk-left against the truth walk-front: the motion right, the direction wrong
+    for kept in ("", "|static_kept"):
+        assert r[f"motion{kept}"]["judges"] == {"zero.pth": 1.0, "one.pth": 1.0}
+        assert r[f"direction{kept}"]["judges"] == {"zero.pth": 1.0, "one.pth": 0.0}
     assert r["IS"]["judges"] == {"zero.pth": pytest.approx(1.0),
                                  "one.pth": pytest.approx(1.0)} and r["IS"]["spread"] < 1e-6
     table = format_table(r)
-    # every accuracy figure, not IS or the entropies
-    assert "action" in table and table.count("<- judges disagree") == 10
+    # every accuracy figure but the motion ones, not IS or the entropies
+    assert "action" in table and table.count("<- judges disagree") == 12
+    assert "motion|static_kept" in table and "33.33%" in table               # the parts' chance: 1 in 3
     assert not any("disagree" in line for line in table.splitlines() if line.startswith(("IS", "H(")))
+
+
+def test_the_action_is_read_in_its_two_parts():
+    # label = 3 x motion + direction; truths 4 (spellcast-left) and 6 (slash-front)
+    logits = lambda *k: torch.nn.functional.one_hot(torch.tensor(k), 9).float()
+    y = torch.tensor([[4, 0, 0, 0, 0], [6, 0, 0, 0, 0]])
+    heads = [torch.zeros(2, 6)] * 4
+    tally = Tally({"j": None}, steps=8)
+    # action-kept read as spellcast-right and slash-front; static-kept as walk-left and walk-front
+    tally.add_judged("j", [logits(5, 6), *heads], [logits(1, 0), *heads], y)
+    c = tally.correct["j"]
+    assert (c["action"], c["motion"], c["direction"]) == (1, 2, 1)
+    assert (c["action|static_kept"], c["motion|static_kept"], c["direction|static_kept"]) == (0, 0, 2)
 
 
 def test_markdown_rows_come_from_the_report():
@@ -446,6 +464,7 @@ def test_real_sequences_are_the_ceiling(sprites_dir):
         assert r[k]["mean"] == 1.0, k
     assert r["IS"]["mean"] > 8.99 and r["H(y|x)"]["mean"] < 0.01 and r["IS"]["spread"] < 0.01
     assert "oracle_real_frames_recon" not in r and "action|static_kept" not in r  # no codes, no leakage
+    assert r["motion"]["mean"] == r["direction"]["mean"] == 1.0 and "direction|static_kept" not in r
     assert r["oracle_real_frames_by_step"]["mean"] == [1.0] * 8
     for k in ("oracle_skin", "oracle_pants", "oracle_top", "oracle_hair", "oracle_real_frames"):
         assert r[f"{k}_from_step_2"]["mean"] == 1.0, k
