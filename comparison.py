@@ -112,6 +112,25 @@ def sprites_runs_table(runs):
                   "IS", "H(y\\|x)"], body)
 
 
+ACTION_PARTS = [("motion", "motion (d kept)"), ("direction", "direction (d kept)"),
+                ("motion|static_kept", "motion (s kept)"), ("direction|static_kept", "direction (s kept)")]
+
+
+def direction_table(runs):
+    """The judged action in its two parts, per run whose report has them: which code holds the facing
+    direction, constant over a clip ('' where no report has them)."""
+    scored = [(m, seed, r["results"]) for m, seed, r in runs if "direction" in r["results"]]
+    if not scored:
+        return ""
+    body = [[TITLES[m], seed] + [judged(res[k]) for k, _ in ACTION_PARTS] for m, seed, res in scored]
+    body.append(["chance", ""] + ["33.33"] * len(ACTION_PARTS))
+    missing = [f"{TITLES[m]} {seed}" for m, seed, r in runs if "direction" not in r["results"]]
+    note = f" Scored before these figures existed: {', '.join(missing)}." if missing else ""
+    return ("\n\nThe action in its two parts (action = 3 x motion + direction; the facing direction is the same in "
+            "every frame of a clip): the samples that keep d should keep both, those that keep s neither (chance)."
+            + note + "\n\n" + table(["method", "seed"] + [t for _, t in ACTION_PARTS], body))
+
+
 def cell(v, pct, ci=None):
     """'15.15 ± 0.72 [12.1, 17.8]' (percent) or '8.742 ± 0.010'; no ± where the std is 0 (one seed)."""
     scale, digits = (100, 2) if pct else (1, 3)
@@ -201,7 +220,7 @@ def sprites_section(fig_dir):
     body += [[f"{name} (published)", f"{a:.2f}", "", "", f"{i:.3f}", f"{h:.3f}"]
              for name, (a, i, h) in PUBLISHED_SPRITES.items()]
     every = ("Every run: beside the four judges' mean, the lowest and highest single judge; ± is the spread over "
-             "the evaluation's repeats, not over seeds.\n\n" + sprites_runs_table(runs))
+             "the evaluation's repeats, not over seeds.\n\n" + sprites_runs_table(runs) + direction_table(runs))
     return (f"### Sprites\n\nSeeds: {seeds_note(rows)}. Skin (d kept): {SKIN_D_KEPT}\n\n"
             + table(["method"] + [t for _, t, _, _ in SPRITES_FIGURES], body)
             + "\n\n" + verdict(rows, SPRITES_FIGURES) + "\n\n" + every + sprites_figures(fig_dir))

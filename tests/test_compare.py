@@ -112,6 +112,22 @@ def test_a_report_without_a_figure_leaves_its_cell_empty(fig, capsys):
     assert [c.strip() for c in s3vae.split("|")[2:7]] == ["96.00", "90.00", "", "8.500", "0.010"]
 
 
+def test_the_action_in_its_two_parts_has_a_row_per_run_that_has_it(fig, capsys):
+    compare.main(["--fig-dir", str(fig)])
+    assert "two parts" not in capsys.readouterr().out                         # no report has them: no table
+    report = sprites_report(0.6, 7.5)
+    parts = {"motion": 0.99, "direction": 0.64, "motion|static_kept": 0.34, "direction|static_kept": 0.93}
+    report["results"].update({k: {"mean": v, "judges": {"judge-a.pth": v - 0.01, "judge-b.pth": v + 0.01}}
+                              for k, v in parts.items()})
+    write(fig / "methods" / "sprites" / "dbse-0.json", report)
+    compare.main(["--fig-dir", str(fig)])
+    part = capsys.readouterr().out.split("two parts")[1].split("### ")[0]
+    rows = [line for line in part.splitlines() if line.startswith("| ")][2:]
+    assert rows == ["| DBSE | 0 | 99.00 (98.00-100.00) | 64.00 (63.00-65.00) | 34.00 (33.00-35.00) | "
+                    "93.00 (92.00-94.00) |", "| chance |  | 33.33 | 33.33 | 33.33 | 33.33 |"]
+    assert "Scored before these figures existed: SPYL 0, SPYL 1, SPYL 2, DSVAE 0, DSVAE 1, DSVAE 2." in part
+
+
 def test_an_empty_folder_says_what_is_missing(tmp_path, capsys):
     compare.main(["--fig-dir", str(tmp_path)])
     out = capsys.readouterr().out
