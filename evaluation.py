@@ -40,8 +40,8 @@ ORACLE_FACTORS = tuple(f"oracle_{a}" for a in ATTRIBUTES)
 FLAG = {"accuracy": 0.01, "info": 0.05}
 BATCH = 252  # 28 whole characters of the test set (9 sequences each), so the oracle renders each character once
 ACTION_PARTS = ("motion", "direction")
-JUDGE_FIGURES = ("action", *ACTION_PARTS, *ATTRIBUTES, "action|static_kept", *(f"{p}|static_kept" for p in ACTION_PARTS),
-                 *(f"{a}|action_kept" for a in ATTRIBUTES))
+JUDGE_FIGURES = ("action", *ACTION_PARTS, *ATTRIBUTES, "action|static_kept",
+                 *(f"{p}|static_kept" for p in ACTION_PARTS), *(f"{a}|action_kept" for a in ATTRIBUTES))
 # repeats of a batch read by the oracle at once (with 5 repeats and the reconstructions: all), about 0.6 GB
 ORACLE_GROUP = 6
 # The "_from_step_2" figures start at this step (0-based): the per-step mean of a prior chain's
