@@ -112,8 +112,8 @@ def sprites_runs_table(runs):
                   "IS", "H(y\\|x)"], body)
 
 
-ACTION_PARTS = [("motion", "motion (d kept)"), ("direction", "direction (d kept)"),
-                ("motion|static_kept", "motion (s kept)"), ("direction|static_kept", "direction (s kept)")]
+ACTION_PART_COLUMNS = [("motion", "motion (d kept)"), ("direction", "direction (d kept)"),
+                       ("motion|static_kept", "motion (s kept)"), ("direction|static_kept", "direction (s kept)")]
 
 
 def direction_table(runs):
@@ -122,13 +122,13 @@ def direction_table(runs):
     scored = [(m, seed, r["results"]) for m, seed, r in runs if "direction" in r["results"]]
     if not scored:
         return ""
-    body = [[TITLES[m], seed] + [judged(res[k]) for k, _ in ACTION_PARTS] for m, seed, res in scored]
-    body.append(["chance", ""] + ["33.33"] * len(ACTION_PARTS))
+    body = [[TITLES[m], seed] + [judged(res[k]) for k, _ in ACTION_PART_COLUMNS] for m, seed, res in scored]
+    body.append(["chance", ""] + ["33.33"] * len(ACTION_PART_COLUMNS))
     missing = [f"{TITLES[m]} {seed}" for m, seed, r in runs if "direction" not in r["results"]]
     note = f" Scored before these figures existed: {', '.join(missing)}." if missing else ""
     return ("\n\nThe action in its two parts (action = 3 x motion + direction; the facing direction is the same in "
             "every frame of a clip): the samples that keep d should keep both, those that keep s neither (chance)."
-            + note + "\n\n" + table(["method", "seed"] + [t for _, t in ACTION_PARTS], body))
+            + note + "\n\n" + table(["method", "seed"] + [t for _, t in ACTION_PART_COLUMNS], body))
 
 
 def cell(v, pct, ci=None):
